@@ -1,0 +1,32 @@
+# The two commands of README.md: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test setup lint clean lock
+
+$(BIN)/mlcd: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip<26"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $@
+
+setup: $(BIN)/mlcd
+
+run: setup
+	$(BIN)/mlcd run --config config/pipeline.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt ruff mypy
+	$(BIN)/ruff check mlcd tasks tests
+	$(BIN)/mypy mlcd tasks
+
+# Regenerate constraints.txt from the current environment after changing a dependency.
+lock:
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v -e "^pip==" -e "^mlcd" > constraints.txt
+
+clean:
+	rm -rf .mlcd

@@ -1,0 +1,150 @@
+"""The ``mlcd`` command line. Heavy libraries are imported inside the commands, so that
+``mlcd --help`` starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+from typing import Any
+
+from mlcd import __version__
+
+DEFAULT_CONFIG = os.path.join("config", "pipeline.yaml")
+FAILURE_LOG_ENV = "MLCD_FAILURE_LOG"
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlcd",
+        description="Continuous delivery of machine-learning models on Luigi.",
+        epilog="Exit codes: 0 success, 1 internal error, 2 config error, 3 gate failed, "
+        "4 data error, 5 pipeline failed, 6 already running, 7 storage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"mlcd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run",
+        help="run the retrain pipeline: extract, validate, train, evaluate, gate, publish",
+        description="Run the retrain pipeline for one config and date. Tasks already complete "
+        "are skipped; a model is published only when every blocking gate passes.",
+    )
+    run.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (default: %(default)s)")
+    run.add_argument("--date", type=_date, default=None, help="run date, YYYY-MM-DD (default: today)")
+    run.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    sched = run.add_mutually_exclusive_group()
+    sched.add_argument("--local-scheduler", action="store_true",
+                       help="use an in-process scheduler (the default unless luigi.cfg names one)")
+    sched.add_argument("--scheduler-host", help="luigid host (central scheduler)")
+    run.add_argument("--scheduler-port", type=int, default=None, help="luigid port (default 8082)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from mlcd.errors import MlcdError
+
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+    except MlcdError as exc:
+        print(f"mlcd: {exc.kind}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mlcd: interrupted", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+def _scheduler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    import luigi.configuration
+
+    host = args.scheduler_host
+    if host is None and not args.local_scheduler:
+        conf = luigi.configuration.get_config()
+        if conf.has_option("core", "default_scheduler_host"):
+            host = conf.get("core", "default_scheduler_host")
+    if host is None:
+        return {"local_scheduler": True}
+    kwargs: dict[str, Any] = {"local_scheduler": False, "scheduler_host": host}
+    if args.scheduler_port is not None:
+        kwargs["scheduler_port"] = args.scheduler_port
+    return kwargs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mlcd import data
+    from mlcd.config import load_config
+    from mlcd.errors import MlcdError, PipelineFailed, StorageError
+
+    if args.workers < 1:
+        from mlcd.errors import ConfigError
+
+        raise ConfigError(f"--workers must be 1 or more (got {args.workers})")
+    cfg = load_config(args.config)
+    data.check_columns(cfg, data.source_columns(cfg.source))
+    for location in (cfg.workspace, cfg.publish):
+        if "://" in location:
+            raise StorageError(
+                f"location {location!r}: only local paths are supported by this version of mlcd"
+            )
+
+    import luigi
+
+    import tasks
+    from mlcd.run_report import collect, render
+
+    date = args.date or dt.date.today()
+    root = tasks.RetrainPipeline(config_path=args.config, date=date)
+    with tempfile.NamedTemporaryFile("w+", prefix="mlcd-failures-", suffix=".jsonl") as log:
+        os.environ[FAILURE_LOG_ENV] = log.name
+        try:
+            result = luigi.build(
+                [root],
+                detailed_summary=True,
+                workers=args.workers,
+                log_level="WARNING",
+                **_scheduler_kwargs(args),
+            )
+        finally:
+            os.environ.pop(FAILURE_LOG_ENV, None)
+        log.seek(0)
+        failures = [json.loads(line) for line in log if line.strip()]
+
+    report = collect(root, result, failures)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    else:
+        print(render(report))
+    if report["ok"]:
+        return 0
+    if failures:
+        first = failures[0]
+        print(f"mlcd: {first['kind']}: {first['task']}: {first['message']}", file=sys.stderr)
+        return int(first["exit_code"])
+    error: MlcdError = PipelineFailed(
+        f"the pipeline did not finish (luigi status: {report['status']}); see the log above"
+    )
+    print(f"mlcd: {error.kind}: {error}", file=sys.stderr)
+    return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Pipeline configuration: YAML in ``config/``, validated into typed objects.
+
+Every problem is reported as one ConfigError naming the file, the key, the value and what is
+allowed. Relative paths in a config are resolved against the config file's own folder, so a
+config means the same thing from whatever directory it is run.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlcd.errors import ConfigError
+from mlcd.metrics import METRICS
+
+SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes", "digits")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+TaskType = Literal["classification", "regression"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """Where the raw data comes from: a bundled scikit-learn dataset, or a CSV/Parquet file."""
+
+    dataset: str | None = Field(None, description="bundled scikit-learn dataset name")
+    path: str | None = Field(None, description="CSV or Parquet file")
+    format: Literal["csv", "parquet"] | None = None
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str | None) -> str | None:
+        if value is not None and value not in SKLEARN_DATASETS:
+            raise ValueError(f"unknown dataset {value!r}; allowed: {', '.join(SKLEARN_DATASETS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceConfig:
+        if (self.dataset is None) == (self.path is None):
+            raise ValueError("give exactly one of 'dataset' (bundled) or 'path' (CSV/Parquet)")
+        if self.path is not None and self.format is None:
+            suffix = Path(self.path).suffix.lower()
+            fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
+            if fmt is None:
+                raise ValueError(
+                    f"cannot tell the format of {self.path!r} from its suffix; "
+                    "set source.format to 'csv' or 'parquet'"
+                )
+            object.__setattr__(self, "format", fmt)
+        return self
+
+
+class SplitConfig(_Strict):
+    test_size: float = Field(0.25, gt=0, lt=1)
+    seed: int = 42
+    stratify: bool = True
+
+
+class ModelConfig(_Strict):
+    """An estimator by import path with its parameters; values may nest further estimators."""
+
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluationConfig(_Strict):
+    average: Literal["macro", "micro", "weighted"] = "macro"
+    positive_label: int | str | None = None
+
+
+class SuiteConfig(_Strict):
+    """One deepchecks suite: which checks block, which are known to break, how much to sample."""
+
+    enabled: bool = True
+    blocking: list[str] | None = None
+    known_broken: list[str] = Field(default_factory=list)
+    skip: list[str] = Field(default_factory=list)
+    n_samples: int | None = Field(None, gt=0)
+
+
+class ValidationConfig(_Strict):
+    data_integrity: SuiteConfig = SuiteConfig()
+    train_test: SuiteConfig = SuiteConfig()
+    model_evaluation: SuiteConfig = SuiteConfig(known_broken=["WeakSegmentsPerformance"])
+
+
+class Bound(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min', 'max' or both")
+        return self
+
+
+class ChampionConfig(_Strict):
+    """The challenger may be worse than production by at most ``tolerance`` on ``metric``."""
+
+    metric: str
+    tolerance: float = Field(0.0, ge=0)
+
+
+class GatesConfig(_Strict):
+    thresholds: dict[str, Bound] = Field(default_factory=dict)
+    champion: ChampionConfig | None = None
+
+
+class PipelineConfig(_Strict):
+    name: str
+    task: TaskType
+    source: SourceConfig
+    target: str
+    features: list[str] | None = None
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+    validation: ValidationConfig = ValidationConfig()
+    gates: GatesConfig = GatesConfig()
+    workspace: str
+    publish: str
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not re.match(NAME_PATTERN, value):
+            raise ValueError(
+                f"model name {value!r} must be 1-100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> PipelineConfig:
+        allowed = METRICS[self.task]
+        for metric in self.gates.thresholds:
+            if metric not in allowed:
+                raise ValueError(
+                    f"gates.thresholds: unknown metric {metric!r} for a {self.task} pipeline; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+        champion = self.gates.champion
+        if champion is not None and champion.metric not in allowed:
+            raise ValueError(
+                f"gates.champion.metric: unknown metric {champion.metric!r} for a {self.task} "
+                f"pipeline; allowed: {', '.join(allowed)}"
+            )
+        return self
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as data, for digests and manifests."""
+        return self.model_dump(mode="json")
+
+
+def _resolve(base: Path, location: str) -> str:
+    if "://" in location or os.path.isabs(location):
+        return location
+    return os.path.normpath(str(base / location))
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """Walk the model classes along ``loc`` to list the keys allowed where a bad key stood."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return None
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        current = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return None
+
+
+def _describe(error: dict[str, Any], path: str) -> str:
+    loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(PipelineConfig, loc[:-1])
+        hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
+        return f"{path}: unknown key '{key}'{hint}"
+    if error["type"] == "missing":
+        return f"{path}: missing required key '{key}'"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    value = error.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    return f"{path}: '{key}': {message}{shown}"
+
+
+def parse_config(data: Any, path: str, base: Path) -> PipelineConfig:
+    """Validate a mapping into a PipelineConfig; paths resolved against ``base``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping of keys, got {type(data).__name__}")
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0], path)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(first + more) from None
+    updates: dict[str, Any] = {
+        "workspace": _resolve(base, cfg.workspace),
+        "publish": _resolve(base, cfg.publish),
+    }
+    if cfg.source.path is not None:
+        updates["source"] = cfg.source.model_copy(update={"path": _resolve(base, cfg.source.path)})
+    cfg = cfg.model_copy(update=updates)
+    check_estimator(cfg, path)
+    from mlcd.validation import check_suite_names
+
+    try:
+        check_suite_names(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return cfg
+
+
+def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    """Read and validate a pipeline config; raise ConfigError naming what is wrong."""
+    file = Path(path)
+    try:
+        stat = file.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config {str(path)!r}: {exc.strerror}. Pass an existing YAML file "
+            "with --config (the default is config/pipeline.yaml)"
+        ) from None
+    return _load_cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size, str(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(resolved: str, _mtime: int, _size: int, shown: str) -> PipelineConfig:
+    try:
+        text = Path(resolved).read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: not valid YAML: {exc}".replace("\n", " ")) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown}: not UTF-8 text; save the config as UTF-8") from None
+    return parse_config(data, shown, Path(resolved).parent)
+
+
+def import_object(dotted: str) -> Any:
+    """Import ``package.module.Name``; raise ImportError/AttributeError as Python does."""
+    module_name, _, attr = dotted.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{dotted!r} is not a dotted path like 'sklearn.linear_model.Ridge'")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def check_estimator(cfg: PipelineConfig, path: str) -> None:
+    """Build the configured estimator once, so a typo fails before anything runs."""
+    from mlcd.training import build_estimator
+
+    try:
+        build_estimator(cfg.model)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

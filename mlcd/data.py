@@ -1,0 +1,193 @@
+"""Extracting, checking and splitting the data, on DataFrames and bytes.
+
+A source is a bundled scikit-learn dataset or a CSV/Parquet file. Its fingerprint (content
+digest, not modification time) decides whether extraction must run again.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+from typing import Any
+
+import pandas as pd
+
+from mlcd import storage
+from mlcd.config import PipelineConfig, SourceConfig
+from mlcd.errors import DataError
+from mlcd.fingerprint import sha256_file
+
+DEFAULT_TARGET = "target"
+
+
+def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
+    """What identifies the source's content, computed without parsing it."""
+    if source.dataset is not None:
+        import sklearn
+
+        return {"kind": "sklearn", "dataset": source.dataset, "sklearn": sklearn.__version__}
+    assert source.path is not None
+    try:
+        stat = os.stat(source.path)
+    except OSError as exc:
+        raise DataError(
+            f"source file {source.path!r} cannot be read: {exc.strerror}. "
+            "Check source.path in the config"
+        ) from None
+    digest = _file_digest(source.path, stat.st_size, stat.st_mtime_ns)
+    return {"kind": source.format, "sha256": digest, "size": stat.st_size}
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
+    # Keyed on size and mtime so that a scheduling pass hashes each file once.
+    return sha256_file(path)
+
+
+def _load_bundled(name: str) -> pd.DataFrame:
+    from sklearn import datasets
+
+    loader = getattr(datasets, f"load_{name}")
+    frame = loader(as_frame=True).frame
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def source_columns(source: SourceConfig) -> list[str]:
+    """The column names of the source, reading as little as possible."""
+    if source.dataset is not None:
+        return list(_load_bundled(source.dataset).columns)
+    assert source.path is not None
+    try:
+        if source.format == "parquet":
+            import pyarrow.parquet as pq
+
+            return list(pq.read_schema(source.path).names)
+        return list(pd.read_csv(source.path, nrows=0).columns)
+    except FileNotFoundError:
+        raise DataError(
+            f"source file {source.path!r} does not exist. Check source.path in the config"
+        ) from None
+    except Exception as exc:
+        raise DataError(
+            f"cannot read the columns of {source.path!r} as {source.format}: {exc}"
+        ) from None
+
+
+def load_source(source: SourceConfig) -> pd.DataFrame:
+    """Read the whole source into a DataFrame."""
+    if source.dataset is not None:
+        return _load_bundled(source.dataset)
+    assert source.path is not None
+    try:
+        if source.format == "parquet":
+            frame = pd.read_parquet(source.path)
+        else:
+            frame = pd.read_csv(source.path)
+    except FileNotFoundError:
+        raise DataError(f"source file {source.path!r} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"source file {source.path!r} is not UTF-8 ({exc.reason} at byte {exc.start}); "
+            "re-encode it as UTF-8"
+        ) from None
+    except Exception as exc:
+        raise DataError(f"cannot read {source.path!r} as {source.format}: {exc}") from None
+    return frame
+
+
+def check_columns(cfg: PipelineConfig, columns: list[str]) -> None:
+    """The target and the listed features must be columns of the source."""
+    from mlcd.errors import ConfigError
+
+    shown = ", ".join(columns[:12]) + (", ..." if len(columns) > 12 else "")
+    if cfg.target not in columns:
+        raise ConfigError(
+            f"target: column {cfg.target!r} is not in the source data; its columns are: {shown}"
+        )
+    missing = [f for f in cfg.features or [] if f not in columns]
+    if missing:
+        raise ConfigError(
+            f"features: column(s) {', '.join(map(repr, missing))} not in the source data; "
+            f"its columns are: {shown}"
+        )
+
+
+def make_snapshot(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
+    """Select the target and features, and refuse data that cannot be trained on."""
+    if frame.columns.duplicated().any():
+        dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise DataError(f"the source has duplicated column names: {', '.join(dupes)}; rename them")
+    frame.columns = [str(c) for c in frame.columns]
+    check_columns(cfg, list(frame.columns))
+    features = cfg.features or [c for c in frame.columns if c != cfg.target]
+    if not features:
+        raise DataError("the source has no feature columns besides the target")
+    snap = frame[[*features, cfg.target]].reset_index(drop=True)
+    if snap.empty:
+        raise DataError("the source has no rows")
+    missing_target = int(snap[cfg.target].isna().sum())
+    if missing_target:
+        raise DataError(
+            f"the target column {cfg.target!r} is empty in {missing_target} row(s); "
+            "drop or fill those rows in the source"
+        )
+    if cfg.task == "classification" and snap[cfg.target].nunique() < 2:
+        raise DataError(
+            f"the target column {cfg.target!r} has a single class; classification needs two or more"
+        )
+    if cfg.task == "regression" and not pd.api.types.is_numeric_dtype(snap[cfg.target]):
+        raise DataError(f"the target column {cfg.target!r} is not numeric; regression needs numbers")
+    all_nan = [c for c in features if snap[c].isna().all()]
+    if all_nan:
+        raise DataError(
+            f"feature column(s) {', '.join(map(repr, all_nan))} are entirely empty; drop them "
+            "or list the features to use under 'features'"
+        )
+    return snap
+
+
+def to_parquet(frame: pd.DataFrame) -> bytes:
+    """Parquet bytes that depend only on the data (no timestamps, no paths)."""
+    buf = io.BytesIO()
+    frame.to_parquet(buf, engine="pyarrow", index=True, compression="zstd")
+    return buf.getvalue()
+
+
+def read_parquet(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(io.BytesIO(storage.read_bytes(path)), engine="pyarrow")
+    except Exception as exc:
+        if isinstance(exc, storage.StorageError):
+            raise
+        raise storage.StorageError(
+            f"{path!r} is not a readable Parquet file ({exc}); it is corrupted: delete it and run "
+            "again to rebuild it"
+        ) from None
+
+
+def split(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A deterministic train/test split, stratified for classification when asked."""
+    from sklearn.model_selection import train_test_split
+
+    stratify = None
+    if cfg.task == "classification" and cfg.split.stratify:
+        counts = frame[cfg.target].value_counts()
+        if counts.min() < 2:
+            raise DataError(
+                f"class {counts.idxmin()!r} has a single row, too few to stratify the split; "
+                "add rows or set split.stratify: false"
+            )
+        stratify = frame[cfg.target]
+    try:
+        train, test = train_test_split(
+            frame, test_size=cfg.split.test_size, random_state=cfg.split.seed, stratify=stratify
+        )
+    except ValueError as exc:
+        raise DataError(f"cannot split the data: {exc}") from None
+    return train.sort_index(), test.sort_index()
+
+
+def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:
+    return frame.drop(columns=[target]), frame[target]

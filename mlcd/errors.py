@@ -1,0 +1,78 @@
+"""The errors mlcd reports to its users, each with its own exit code.
+
+Every message names the problem and the fix; the CLI prints it on one line and exits with
+``exit_code``. The codes are documented in README.md and mirrored in luigi.cfg's [retcode].
+"""
+
+from __future__ import annotations
+
+
+class MlcdError(Exception):
+    """Base class: a problem the user can fix, reported without a traceback."""
+
+    exit_code = 1
+    kind = "error"
+
+
+class ConfigError(MlcdError):
+    """The pipeline configuration is wrong (unknown key, bad value, unimportable estimator...)."""
+
+    exit_code = 2
+    kind = "config error"
+
+
+class GateFailed(MlcdError):
+    """A blocking validation gate failed: nothing is published."""
+
+    exit_code = 3
+    kind = "gate failed"
+
+    def __init__(self, stage: str, gates: list[str], verdict_path: str) -> None:
+        self.stage = stage
+        self.gates = gates
+        self.verdict_path = verdict_path
+        super().__init__(
+            f"{stage}: blocking gate(s) failed: {', '.join(gates)}. Nothing was published; "
+            f"see {verdict_path}. Fix the data or model, or change the gate in the config's "
+            "'gates'/'validation' section."
+        )
+
+
+class DataError(MlcdError):
+    """The source data cannot be used (missing file or column, empty, unreadable...)."""
+
+    exit_code = 4
+    kind = "data error"
+
+
+class PipelineFailed(MlcdError):
+    """A task failed for a reason that is not one of the above (see the task's log)."""
+
+    exit_code = 5
+    kind = "pipeline failed"
+
+
+class AlreadyRunning(MlcdError):
+    """Another run of the same pipeline holds the lock."""
+
+    exit_code = 6
+    kind = "already running"
+
+
+class StorageError(MlcdError):
+    """A location cannot be read or written, or an artifact is corrupted."""
+
+    exit_code = 7
+    kind = "storage error"
+
+
+EXIT_CODES: dict[str, int] = {
+    "success": 0,
+    "internal error": 1,
+    ConfigError.kind: ConfigError.exit_code,
+    GateFailed.kind: GateFailed.exit_code,
+    DataError.kind: DataError.exit_code,
+    PipelineFailed.kind: PipelineFailed.exit_code,
+    AlreadyRunning.kind: AlreadyRunning.exit_code,
+    StorageError.kind: StorageError.exit_code,
+}

@@ -1,0 +1,168 @@
+"""Test-set metrics and their plots, as plain data and PNG bytes.
+
+``METRICS`` names every metric a gate may use and whether higher or lower is better; it is
+imported by the config loader, so scikit-learn and matplotlib are imported only inside the
+functions.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Direction = Literal["max", "min"]
+
+METRICS: dict[str, dict[str, Direction]] = {
+    "classification": {
+        "accuracy": "max",
+        "balanced_accuracy": "max",
+        "precision": "max",
+        "recall": "max",
+        "f1": "max",
+        "roc_auc": "max",
+        "log_loss": "min",
+    },
+    "regression": {"mae": "min", "rmse": "min", "r2": "max", "median_ae": "min"},
+}
+
+
+def _round(value: float) -> float:
+    # Twelve significant digits: stable across platforms' last-bit differences, exact enough.
+    return float(f"{float(value):.12g}")
+
+
+def classification_metrics(
+    y_true: pd.Series,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    classes: list[Any],
+    average: str,
+    positive_label: Any = None,
+) -> dict[str, Any]:
+    """Accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix."""
+    from sklearn import metrics as skm
+
+    binary = len(classes) == 2
+    pos = positive_label if positive_label is not None else (classes[-1] if binary else None)
+    avg_kwargs: dict[str, Any] = (
+        {"average": "binary", "pos_label": pos} if binary else {"average": average}
+    )
+    out: dict[str, Any] = {
+        "accuracy": _round(skm.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": _round(skm.balanced_accuracy_score(y_true, y_pred)),
+        "precision": _round(skm.precision_score(y_true, y_pred, zero_division=0, **avg_kwargs)),
+        "recall": _round(skm.recall_score(y_true, y_pred, zero_division=0, **avg_kwargs)),
+        "f1": _round(skm.f1_score(y_true, y_pred, zero_division=0, **avg_kwargs)),
+        "roc_auc": None,
+        "log_loss": None,
+    }
+    if proba is not None:
+        present = set(pd.unique(y_true))
+        if len(present) >= 2:
+            if binary:
+                col = classes.index(pos)
+                out["roc_auc"] = _round(skm.roc_auc_score(y_true == pos, proba[:, col]))
+            elif present == set(classes):
+                out["roc_auc"] = _round(
+                    skm.roc_auc_score(
+                        y_true, proba, multi_class="ovr", average=average, labels=classes
+                    )
+                )
+        out["log_loss"] = _round(skm.log_loss(y_true, proba, labels=classes))
+    matrix = skm.confusion_matrix(y_true, y_pred, labels=classes)
+    out["confusion_matrix"] = {
+        "labels": [_plain(c) for c in classes],
+        "matrix": matrix.tolist(),
+    }
+    out["averaging"] = "binary" if binary else average
+    if binary:
+        out["positive_label"] = _plain(pos)
+    return out
+
+
+def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict[str, Any]:
+    """MAE, RMSE, R2 and median absolute error."""
+    from sklearn import metrics as skm
+
+    return {
+        "mae": _round(skm.mean_absolute_error(y_true, y_pred)),
+        "rmse": _round(np.sqrt(skm.mean_squared_error(y_true, y_pred))),
+        "r2": _round(skm.r2_score(y_true, y_pred)),
+        "median_ae": _round(skm.median_absolute_error(y_true, y_pred)),
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    # No software/date metadata: the same figure gives the same bytes.
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plots(
+    task: str,
+    y_true: pd.Series,
+    y_pred: np.ndarray,
+    proba: np.ndarray | None,
+    classes: list[Any] | None,
+    metrics: dict[str, Any],
+) -> dict[str, bytes]:
+    """Confusion matrix and ROC curve (classification) or predicted vs actual (regression)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+    out: dict[str, bytes] = {}
+    if task == "regression":
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.scatter(y_true, y_pred, s=10, alpha=0.6)
+        low = float(min(np.min(y_true), np.min(y_pred)))
+        high = float(max(np.max(y_true), np.max(y_pred)))
+        ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("actual")
+        ax.set_ylabel("predicted")
+        ax.set_title(f"Predicted vs actual (R2 = {metrics['r2']:.3f})")
+        fig.tight_layout()
+        out["predicted_vs_actual.png"] = _png(fig)
+        return out
+
+    assert classes is not None
+    cm = np.array(metrics["confusion_matrix"]["matrix"])
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ConfusionMatrixDisplay(cm, display_labels=[str(c) for c in classes]).plot(
+        ax=ax, colorbar=False
+    )
+    ax.set_title("Confusion matrix (test set)")
+    fig.tight_layout()
+    out["confusion_matrix.png"] = _png(fig)
+
+    if proba is not None:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        if len(classes) == 2:
+            pos = metrics.get("positive_label", classes[-1])
+            RocCurveDisplay.from_predictions(
+                y_true == pos, proba[:, classes.index(pos)], ax=ax, name=f"class {pos}"
+            )
+        else:
+            for i, label in enumerate(classes):
+                if (y_true == label).any():
+                    RocCurveDisplay.from_predictions(
+                        y_true == label, proba[:, i], ax=ax, name=f"class {label} vs rest"
+                    )
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        ax.set_title("ROC curve (test set)")
+        fig.tight_layout()
+        out["roc_curve.png"] = _png(fig)
+    return out
