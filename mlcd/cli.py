@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -40,12 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the retrain pipeline for one config and date. Tasks already complete "
         "are skipped; a model is published only when every blocking gate passes.",
     )
-    run.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline YAML (default: %(default)s)")
-    run.add_argument("--date", type=_date, default=None, help="run date, YYYY-MM-DD (default: today)")
-    run.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    run.add_argument(
+        "--config", default=DEFAULT_CONFIG, help="pipeline YAML (default: %(default)s)"
+    )
+    run.add_argument(
+        "--date", type=_date, default=None, help="run date, YYYY-MM-DD (default: today)"
+    )
+    run.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (default: 1)"
+    )
     sched = run.add_mutually_exclusive_group()
-    sched.add_argument("--local-scheduler", action="store_true",
-                       help="use an in-process scheduler (the default unless luigi.cfg names one)")
+    sched.add_argument(
+        "--local-scheduler",
+        action="store_true",
+        help="use an in-process scheduler (the default unless luigi.cfg names one)",
+    )
     sched.add_argument("--scheduler-host", help="luigid host (central scheduler)")
     run.add_argument("--scheduler-port", type=int, default=None, help="luigid port (default 8082)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -89,6 +99,14 @@ def _scheduler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+class _HideKnownErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        from mlcd.errors import MlcdError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, MlcdError)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from mlcd import data
     from mlcd.config import load_config
@@ -111,6 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import tasks
     from mlcd.run_report import collect, render
 
+    # A known error ends with mlcd's one-line message below; luigi's traceback adds nothing.
+    logging.getLogger("luigi-interface").addFilter(_HideKnownErrors())
     date = args.date or dt.date.today()
     root = tasks.RetrainPipeline(config_path=args.config, date=date)
     with tempfile.NamedTemporaryFile("w+", prefix="mlcd-failures-", suffix=".jsonl") as log:

@@ -11,6 +11,7 @@ import functools
 import importlib
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -187,7 +188,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
     return None
 
 
-def _describe(error: dict[str, Any], path: str) -> str:
+def _describe(error: Mapping[str, Any], path: str) -> str:
     loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
     key = ".".join(str(p) for p in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
@@ -205,7 +206,9 @@ def _describe(error: dict[str, Any], path: str) -> str:
 def parse_config(data: Any, path: str, base: Path) -> PipelineConfig:
     """Validate a mapping into a PipelineConfig; paths resolved against ``base``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a YAML mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the config must be a YAML mapping of keys, got {type(data).__name__}"
+        )
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
@@ -240,11 +243,12 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
             f"cannot read config {str(path)!r}: {exc.strerror}. Pass an existing YAML file "
             "with --config (the default is config/pipeline.yaml)"
         ) from None
-    return _load_cached(str(file.resolve()), stat.st_mtime_ns, stat.st_size, str(path))
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return _load_cached(str(file.resolve()), key, str(path))
 
 
 @functools.lru_cache(maxsize=32)
-def _load_cached(resolved: str, _mtime: int, _size: int, shown: str) -> PipelineConfig:
+def _load_cached(resolved: str, _stat: tuple[int, ...], shown: str) -> PipelineConfig:
     try:
         text = Path(resolved).read_text(encoding="utf-8")
         data = yaml.safe_load(text)
@@ -252,6 +256,11 @@ def _load_cached(resolved: str, _mtime: int, _size: int, shown: str) -> Pipeline
         raise ConfigError(f"{shown}: not valid YAML: {exc}".replace("\n", " ")) from None
     except UnicodeDecodeError:
         raise ConfigError(f"{shown}: not UTF-8 text; save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config {shown!r}: {exc.strerror or exc}. Pass a readable YAML file "
+            "with --config"
+        ) from None
     return parse_config(data, shown, Path(resolved).parent)
 
 

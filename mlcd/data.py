@@ -35,13 +35,15 @@ def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
             f"source file {source.path!r} cannot be read: {exc.strerror}. "
             "Check source.path in the config"
         ) from None
-    digest = _file_digest(source.path, stat.st_size, stat.st_mtime_ns)
+    # ctime changes on every write and on utime, so a copy that keeps the mtime is noticed too.
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    digest = _file_digest(source.path, key)
     return {"kind": source.format, "sha256": digest, "size": stat.st_size}
 
 
 @functools.lru_cache(maxsize=64)
-def _file_digest(path: str, _size: int, _mtime_ns: int) -> str:
-    # Keyed on size and mtime so that a scheduling pass hashes each file once.
+def _file_digest(path: str, _stat: tuple[int, ...]) -> str:
+    # Keyed on the file's stat so that a scheduling pass hashes each file once.
     return sha256_file(path)
 
 
@@ -138,7 +140,9 @@ def make_snapshot(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
             f"the target column {cfg.target!r} has a single class; classification needs two or more"
         )
     if cfg.task == "regression" and not pd.api.types.is_numeric_dtype(snap[cfg.target]):
-        raise DataError(f"the target column {cfg.target!r} is not numeric; regression needs numbers")
+        raise DataError(
+            f"the target column {cfg.target!r} is not numeric; regression needs numbers"
+        )
     all_nan = [c for c in features if snap[c].isna().all()]
     if all_nan:
         raise DataError(

@@ -141,9 +141,7 @@ def plots(
     assert classes is not None
     cm = np.array(metrics["confusion_matrix"]["matrix"])
     fig, ax = plt.subplots(figsize=(5, 5))
-    ConfusionMatrixDisplay(cm, display_labels=[str(c) for c in classes]).plot(
-        ax=ax, colorbar=False
-    )
+    ConfusionMatrixDisplay(cm, display_labels=[str(c) for c in classes]).plot(ax=ax, colorbar=False)
     ax.set_title("Confusion matrix (test set)")
     fig.tight_layout()
     out["confusion_matrix.png"] = _png(fig)

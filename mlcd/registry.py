@@ -62,7 +62,12 @@ def load_model(publish: str, name: str, version: str) -> tuple[Any, dict[str, An
 
     manifest = read_manifest(publish, name, version)
     path = storage.join(version_dir(publish, name, version), MODEL_FILE)
-    expected = manifest["artifacts"][MODEL_FILE]["sha256"]
+    expected = manifest.get("artifacts", {}).get(MODEL_FILE, {}).get("sha256")
+    if not expected:
+        raise StorageError(
+            f"the manifest of version {version!r} of model {name!r} records no sha256 for "
+            f"{MODEL_FILE}: the model cannot be verified, so mlcd will not load it. Republish it"
+        )
     return load_verified(storage.read_bytes(path), expected, path), manifest
 
 
@@ -72,7 +77,8 @@ def publish_version(
     """Write a new immutable version folder; False if that version already exists."""
     manifest = dict(manifest)
     manifest["artifacts"] = {
-        rel: {"sha256": sha256_bytes(data), "bytes": len(data)} for rel, data in sorted(files.items())
+        rel: {"sha256": sha256_bytes(data), "bytes": len(data)}
+        for rel, data in sorted(files.items())
     }
     payload = dict(files)
     payload[MANIFEST_FILE] = storage.dumps_json(manifest)
@@ -84,7 +90,7 @@ def set_production(
 ) -> dict[str, Any]:
     """Point production at ``version`` (one atomic replace) and log the change."""
     previous = production(publish, name)
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     pointer = {"model": name, "version": version, "updated_at": now, "actor": actor}
     record = {
         "at": now,

@@ -43,11 +43,10 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
     status = result.status
     ran = {t.task_id for t in summary["completed"]}
     # Luigi stops looking below a complete task; list every pipeline task that is done.
-    already = sorted(
-        t.get_task_family() for t in _graph(root)
-        if t.task_id not in ran and t.complete()
-    ) if status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY) else _families(
-        summary["already_done"]
+    already = (
+        sorted(t.get_task_family() for t in _graph(root) if t.task_id not in ran and t.complete())
+        if status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
+        else _families(summary["already_done"])
     )
     report: dict[str, Any] = {
         "model": cfg.name,
@@ -58,8 +57,10 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
         "already_complete": already,
         "failed": _families(summary["failed"]),
         "not_run": _families(
-            summary["upstream_failure"] | summary["upstream_missing_dependency"]
-            | summary["not_run"] | summary["scheduling_error"]
+            summary["upstream_failure"]
+            | summary["upstream_missing_dependency"]
+            | summary["not_run"]
+            | summary["scheduling_error"]
         ),
         "failures": failures,
         "metrics": _read(req["evaluate"].output()["metrics.json"]),
@@ -101,9 +102,7 @@ def render(report: dict[str, Any]) -> str:
     scores = report["metrics"]
     if scores:
         names = _HEADLINE[scores["task"]]
-        shown = "  ".join(
-            f"{n} {scores[n]:.4f}" for n in names if scores.get(n) is not None
-        )
+        shown = "  ".join(f"{n} {scores[n]:.4f}" for n in names if scores.get(n) is not None)
         lines.append(f"  metrics (test set, n={scores['n_test']}): {shown}")
     for stage, gate in report["gates"].items():
         counts = ", ".join(f"{v} {k}" for k, v in gate["counts"].items())
@@ -122,8 +121,9 @@ def render(report: dict[str, Any]) -> str:
         if "error" in production:
             lines.append(f"  production: unreadable: {production['error']}")
         else:
-            lines.append(f"  production: version {production['version']} "
-                         f"(since {production['updated_at']})")
+            lines.append(
+                f"  production: version {production['version']} (since {production['updated_at']})"
+            )
     else:
         lines.append("  production: none yet")
     return "\n".join(lines)

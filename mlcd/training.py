@@ -13,7 +13,7 @@ from mlcd.fingerprint import sha256_bytes
 
 
 def _build(value: Any, where: str) -> Any:
-    """Build nested specs: a mapping with an 'estimator' key is an estimator; [name, spec] a step."""
+    """Build nested specs: a mapping with an 'estimator' key, or a [name, spec] step."""
     if isinstance(value, dict) and "estimator" in value:
         extra = set(value) - {"estimator", "params"}
         if extra:
@@ -44,10 +44,15 @@ def build_estimator(spec: ModelConfig, where: str = "model") -> Any:
     try:
         estimator = cls(**params)
     except TypeError as exc:
-        raise ConfigError(f"'{where}.params': {spec.estimator} does not accept them: {exc}") from None
-    if not (hasattr(estimator, "fit") and hasattr(estimator, "predict")):
         raise ConfigError(
-            f"'{where}.estimator': {spec.estimator!r} is not an estimator (no fit/predict)"
+            f"'{where}.params': {spec.estimator} does not accept them: {exc}"
+        ) from None
+    # Nested steps may be transformers; the model itself must predict.
+    needed = ("fit", "predict") if where == "model" else ("fit",)
+    if not all(hasattr(estimator, attr) for attr in needed):
+        raise ConfigError(
+            f"'{where}.estimator': {spec.estimator!r} is not an estimator "
+            f"(it has no {' or '.join(needed)} method)"
         )
     validate = getattr(estimator, "_validate_params", None)
     if validate is not None:
@@ -79,8 +84,9 @@ def load_verified(data: bytes, expected_sha256: str, source: str) -> Any:
     actual = sha256_bytes(data)
     if actual != expected_sha256:
         raise StorageError(
-            f"model {source!r} does not match its recorded sha256 (expected {expected_sha256[:12]}, "
-            f"got {actual[:12]}): it was changed or corrupted, so mlcd refuses to load it. "
+            f"model {source!r} does not match its recorded sha256 "
+            f"(expected {expected_sha256[:12]}, got {actual[:12]}): it was changed or corrupted, "
+            "so mlcd refuses to load it. "
             "Restore it from the published version or retrain"
         )
     return joblib.load(io.BytesIO(data))

@@ -9,6 +9,7 @@ data or task type is reported as skipped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -29,20 +30,45 @@ SUITES = ("data_integrity", "train_test", "model_evaluation")
 # importing deepchecks.
 SUITE_CHECKS: dict[str, tuple[str, ...]] = {
     "data_integrity": (
-        "IsSingleValue", "SpecialCharacters", "MixedNulls", "MixedDataTypes", "StringMismatch",
-        "DataDuplicates", "StringLengthOutOfBounds", "ConflictingLabels", "OutlierSampleDetection",
-        "FeatureLabelCorrelation", "FeatureFeatureCorrelation", "IdentifierLabelCorrelation",
+        "IsSingleValue",
+        "SpecialCharacters",
+        "MixedNulls",
+        "MixedDataTypes",
+        "StringMismatch",
+        "DataDuplicates",
+        "StringLengthOutOfBounds",
+        "ConflictingLabels",
+        "OutlierSampleDetection",
+        "FeatureLabelCorrelation",
+        "FeatureFeatureCorrelation",
+        "IdentifierLabelCorrelation",
     ),
     "train_test": (
-        "DatasetsSizeComparison", "NewLabelTrainTest", "NewCategoryTrainTest",
-        "StringMismatchComparison", "DateTrainTestLeakageDuplicates", "DateTrainTestLeakageOverlap",
-        "IndexTrainTestLeakage", "TrainTestSamplesMix", "FeatureLabelCorrelationChange",
-        "FeatureDrift", "LabelDrift", "MultivariateDrift",
+        "DatasetsSizeComparison",
+        "NewLabelTrainTest",
+        "NewCategoryTrainTest",
+        "StringMismatchComparison",
+        "DateTrainTestLeakageDuplicates",
+        "DateTrainTestLeakageOverlap",
+        "IndexTrainTestLeakage",
+        "TrainTestSamplesMix",
+        "FeatureLabelCorrelationChange",
+        "FeatureDrift",
+        "LabelDrift",
+        "MultivariateDrift",
     ),
     "model_evaluation": (
-        "TrainTestPerformance", "RocReport", "ConfusionMatrixReport", "PredictionDrift",
-        "SimpleModelComparison", "WeakSegmentsPerformance", "CalibrationScore",
-        "RegressionErrorDistribution", "UnusedFeatures", "BoostingOverfit", "ModelInferenceTime",
+        "TrainTestPerformance",
+        "RocReport",
+        "ConfusionMatrixReport",
+        "PredictionDrift",
+        "SimpleModelComparison",
+        "WeakSegmentsPerformance",
+        "CalibrationScore",
+        "RegressionErrorDistribution",
+        "UnusedFeatures",
+        "BoostingOverfit",
+        "ModelInferenceTime",
     ),
 }
 
@@ -50,8 +76,12 @@ SUITE_CHECKS: dict[str, tuple[str, ...]] = {
 DEFAULT_BLOCKING: dict[str, tuple[str, ...]] = {
     "data_integrity": ("ConflictingLabels", "MixedDataTypes"),
     "train_test": (
-        "DatasetsSizeComparison", "NewLabelTrainTest", "TrainTestSamplesMix",
-        "IndexTrainTestLeakage", "DateTrainTestLeakageDuplicates", "DateTrainTestLeakageOverlap",
+        "DatasetsSizeComparison",
+        "NewLabelTrainTest",
+        "TrainTestSamplesMix",
+        "IndexTrainTestLeakage",
+        "DateTrainTestLeakageDuplicates",
+        "DateTrainTestLeakageOverlap",
     ),
     "model_evaluation": ("SimpleModelComparison",),
 }
@@ -73,9 +103,15 @@ def check_suite_names(cfg: PipelineConfig) -> None:
 
 
 def _not_applicable(exc: BaseException) -> bool:
-    from deepchecks.core.errors import DatasetValidationError, ModelValidationError
+    from deepchecks.core.errors import (
+        DatasetValidationError,
+        DeepchecksNotSupportedError,
+        ModelValidationError,
+    )
 
     text = str(exc)
+    if isinstance(exc, DeepchecksNotSupportedError):  # e.g. no predict_proba for RocReport
+        return True
     if isinstance(exc, ModelValidationError):
         return "irrelevant" in text or "is relevant for" in text
     if isinstance(exc, DatasetValidationError):
@@ -94,7 +130,8 @@ def dataset(frame: pd.DataFrame, cfg: PipelineConfig, label_type: str) -> Any:
 
     features = [c for c in frame.columns if c != cfg.target]
     cat = [
-        c for c in features
+        c
+        for c in features
         if isinstance(frame[c].dtype, pd.CategoricalDtype)
         or pd.api.types.is_object_dtype(frame[c])
         or pd.api.types.is_bool_dtype(frame[c])
@@ -122,13 +159,13 @@ def _build_suite(name: str, section: SuiteConfig, seed: int) -> Any:
     return suite
 
 
-def verdict_from_result(
-    suite_name: str, result: Any, section: SuiteConfig
-) -> dict[str, Any]:
+def verdict_from_result(suite_name: str, result: Any, section: SuiteConfig) -> dict[str, Any]:
     """Turn a deepchecks SuiteResult into verdict gates."""
     from deepchecks.core.check_result import CheckFailure, CheckResult
 
-    blocking = set(section.blocking if section.blocking is not None else DEFAULT_BLOCKING[suite_name])
+    blocking = set(
+        section.blocking if section.blocking is not None else DEFAULT_BLOCKING[suite_name]
+    )
     known_broken = set(section.known_broken)
     gates: list[dict[str, Any]] = []
     for res in result.results:
@@ -141,32 +178,61 @@ def verdict_from_result(
                 outcome, is_blocking = "known_broken", False
             else:
                 outcome, is_blocking = "error", True
-            gates.append({
-                "kind": "deepchecks", "suite": suite_name, "check": check, "header": header,
-                "condition": None, "result": outcome, "blocking": is_blocking,
-                "details": f"{type(res.exception).__name__}: {res.exception}"[:500],
-            })
+            gates.append(
+                {
+                    "kind": "deepchecks",
+                    "suite": suite_name,
+                    "check": check,
+                    "header": header,
+                    "condition": None,
+                    "result": outcome,
+                    "blocking": is_blocking,
+                    "details": f"{type(res.exception).__name__}: {res.exception}"[:500],
+                }
+            )
             continue
         if not isinstance(res, CheckResult):
             continue
         if not res.conditions_results:
-            gates.append({
-                "kind": "deepchecks", "suite": suite_name, "check": check, "header": header,
-                "condition": None, "result": "ran", "blocking": False, "details": "",
-            })
+            gates.append(
+                {
+                    "kind": "deepchecks",
+                    "suite": suite_name,
+                    "check": check,
+                    "header": header,
+                    "condition": None,
+                    "result": "ran",
+                    "blocking": False,
+                    "details": "",
+                }
+            )
         for cond in res.conditions_results:
             outcome = cond.category.name.lower()  # pass, warn, fail, error
-            gates.append({
-                "kind": "deepchecks", "suite": suite_name, "check": check, "header": header,
-                "condition": cond.name, "result": outcome, "blocking": check in blocking,
-                "details": str(cond.details)[:500],
-            })
+            gates.append(
+                {
+                    "kind": "deepchecks",
+                    "suite": suite_name,
+                    "check": check,
+                    "header": header,
+                    "condition": cond.name,
+                    "result": outcome,
+                    "blocking": check in blocking,
+                    "details": str(cond.details)[:500],
+                }
+            )
     for name in section.skip:
-        gates.append({
-            "kind": "deepchecks", "suite": suite_name, "check": name, "header": name,
-            "condition": None, "result": "skipped", "blocking": False,
-            "details": "skipped by validation." + suite_name + ".skip",
-        })
+        gates.append(
+            {
+                "kind": "deepchecks",
+                "suite": suite_name,
+                "check": name,
+                "header": name,
+                "condition": None,
+                "result": "skipped",
+                "blocking": False,
+                "details": "skipped by validation." + suite_name + ".skip",
+            }
+        )
     return summarise(suite_name, gates)
 
 
@@ -213,25 +279,40 @@ def run_suite(
     if not section.enabled:
         verdict = summarise(suite_name, [])
         verdict["disabled"] = True
-        html = f"<html><body><p>validation.{suite_name} is disabled in the config.</p></body></html>"
-        return verdict, html.encode()
-    label_type = _label_type(cfg, train[cfg.target])
-    suite = _build_suite(suite_name, section, cfg.split.seed)
-    train_ds = dataset(train, cfg, label_type)
-    test_ds = dataset(test, cfg, label_type) if test is not None else None
-    kwargs: dict[str, Any] = {"with_display": False}
-    if model is not None:
-        kwargs["model"] = model
-        kwargs.update(predictions or {})
-        importance = feature_importance(model, [c for c in train.columns if c != cfg.target])
-        if importance is not None:
-            kwargs["feature_importance"] = importance
-    with warnings.catch_warnings():
-        # deepchecks 0.19.1 calls APIs that scikit-learn 1.5 deprecates and casts NaNs in its
-        # plots: noise on the terminal, not news. The report and verdict carry the findings.
+        note = (
+            f"<html><body><p>validation.{suite_name} is disabled in the config.</p></body></html>"
+        )
+        return verdict, note.encode()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        # deepchecks 0.19.1 imports pkg_resources, calls APIs that scikit-learn 1.5 deprecates
+        # and casts NaNs in its plots: noise on the terminal, not news. The report and the
+        # verdict carry the findings.
         warnings.simplefilter("ignore")
+        stack.enter_context(_threads_only())
+        label_type = _label_type(cfg, train[cfg.target])
+        suite = _build_suite(suite_name, section, cfg.split.seed)
+        train_ds = dataset(train, cfg, label_type)
+        test_ds = dataset(test, cfg, label_type) if test is not None else None
+        kwargs: dict[str, Any] = {"with_display": False}
+        if model is not None:
+            kwargs["model"] = model
+            kwargs.update(predictions or {})
+            importance = feature_importance(model, [c for c in train.columns if c != cfg.target])
+            if importance is not None:
+                kwargs["feature_importance"] = importance
         result = suite.run(train_ds, test_ds, **kwargs)
-    return verdict_from_result(suite_name, result, section), render_html(result)
+        verdict = verdict_from_result(suite_name, result, section)
+        html = render_html(result)
+    return verdict, html
+
+
+def _threads_only() -> Any:
+    """deepchecks' own parallel work (permutation importance, n_jobs=-1) on threads: loky worker
+    processes started inside a forked Luigi worker keep it from exiting (docs/decisions.md)."""
+    import joblib
+
+    return joblib.parallel_config(backend="threading")
 
 
 def feature_importance(model: Any, features: list[str]) -> pd.Series | None:
@@ -268,11 +349,18 @@ def threshold_gates(metrics: dict[str, Any], gates: GatesConfig) -> list[dict[st
                 bound.max is None or value <= bound.max
             )
             result, details = ("pass" if ok else "fail"), f"{metric} = {value:.6g}"
-        out.append({
-            "kind": "threshold", "name": name, "metric": metric, "value": value,
-            "threshold": bound.model_dump(exclude_none=True), "result": result,
-            "blocking": True, "details": details,
-        })
+        out.append(
+            {
+                "kind": "threshold",
+                "name": name,
+                "metric": metric,
+                "value": value,
+                "threshold": bound.model_dump(exclude_none=True),
+                "result": result,
+                "blocking": True,
+                "details": details,
+            }
+        )
     return out
 
 
@@ -293,14 +381,22 @@ def champion_gate(
     spec = champion_metric(cfg)
     metric, tol = spec.metric, spec.tolerance
     gate: dict[str, Any] = {
-        "kind": "champion", "name": f"not worse than production on {metric} by more than {tol:g}",
-        "metric": metric, "value": challenger.get(metric), "tolerance": tol,
-        "champion_version": champion_version, "champion_value": None, "basis": basis,
+        "kind": "champion",
+        "name": f"not worse than production on {metric} by more than {tol:g}",
+        "metric": metric,
+        "value": challenger.get(metric),
+        "tolerance": tol,
+        "champion_version": champion_version,
+        "champion_value": None,
+        "basis": basis,
         "blocking": True,
     }
     if champion is None:
-        gate.update(result="no_champion", blocking=False,
-                    details="no model in production yet: nothing to compare with")
+        gate.update(
+            result="no_champion",
+            blocking=False,
+            details="no model in production yet: nothing to compare with",
+        )
         return gate
     ours, theirs = challenger.get(metric), champion.get(metric)
     gate["champion_value"] = theirs
@@ -310,7 +406,7 @@ def champion_gate(
     higher_better = METRICS[cfg.task][metric] == "max"
     delta = ours - theirs if higher_better else theirs - ours  # > 0: challenger better
     gate["delta"] = float(f"{delta:.12g}")
-    ok = delta >= -tol
+    ok = gate["delta"] >= -tol  # rounded: 0.89 vs 0.90 is exactly 0.01 worse, not 0.0100...09
     gate.update(
         result="pass" if ok else "fail",
         details=f"challenger {metric} = {ours:.6g}, production ({champion_version}) = {theirs:.6g}",

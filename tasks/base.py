@@ -10,6 +10,7 @@ import sys
 from typing import Any, ClassVar
 
 import luigi
+from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
 from mlcd import storage
@@ -56,7 +57,7 @@ class PipelineTask(luigi.Task):
     def folder(self) -> str:
         return storage.join(self.cfg.workspace, self.stage, self.identity)
 
-    def output(self) -> dict[str, luigi.Target]:
+    def output(self) -> dict[str, FileSystemTarget]:
         return {name: storage.target(storage.join(self.folder(), name)) for name in self.files}
 
     def path(self, name: str) -> str:
@@ -95,7 +96,23 @@ def _record_failure(task: PipelineTask, exception: BaseException) -> None:
         message = f"{type(exception).__name__}: {exception}"
     path = os.environ.get("MLCD_FAILURE_LOG")
     if path:
-        line = json.dumps({"task": task.get_task_family(), "kind": kind, "exit_code": code,
-                           "message": message})
+        line = json.dumps(
+            {"task": task.get_task_family(), "kind": kind, "exit_code": code, "message": message}
+        )
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+@PipelineTask.event_handler(luigi.Event.SUCCESS)
+@PipelineTask.event_handler(luigi.Event.FAILURE)
+def _release_joblib_workers(task: PipelineTask, *args: Any) -> None:
+    """Stop joblib's reusable loky workers when a task ends.
+
+    With ``--workers`` > 1 Luigi runs each task in a forked process, which on exit waits for
+    its child processes; idle loky workers (started by an estimator or search with n_jobs) only
+    leave after a timeout of minutes, so the run would hang long after its last task.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)

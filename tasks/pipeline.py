@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 import luigi
+from luigi.target import FileSystemTarget
 
 from mlcd import data, metrics, registry, storage, training, validation
 from mlcd.errors import GateFailed
@@ -49,12 +50,15 @@ class ExtractData(PipelineTask):
         snap = data.make_snapshot(frame, cfg)
         blob = data.to_parquet(snap)
         self.write("snapshot.parquet", blob)
-        self.write_json("extract.json", {
-            "source_fingerprint": data.source_fingerprint(cfg.source),
-            "snapshot_sha256": sha256_bytes(blob),
-            "rows": len(snap),
-            "columns": {c: str(t) for c, t in snap.dtypes.items()},
-        })
+        self.write_json(
+            "extract.json",
+            {
+                "source_fingerprint": data.source_fingerprint(cfg.source),
+                "snapshot_sha256": sha256_bytes(blob),
+                "rows": len(snap),
+                "columns": {c: str(t) for c, t in snap.dtypes.items()},
+            },
+        )
 
 
 class ValidateData(PipelineTask):
@@ -102,13 +106,16 @@ class SplitData(PipelineTask):
         train_blob, test_blob = data.to_parquet(train), data.to_parquet(test)
         self.write("train.parquet", train_blob)
         self.write("test.parquet", test_blob)
-        self.write_json("split.json", {
-            "train_rows": len(train),
-            "test_rows": len(test),
-            "train_sha256": sha256_bytes(train_blob),
-            "test_sha256": sha256_bytes(test_blob),
-            "seed": self.cfg.split.seed,
-        })
+        self.write_json(
+            "split.json",
+            {
+                "train_rows": len(train),
+                "test_rows": len(test),
+                "train_sha256": sha256_bytes(train_blob),
+                "test_sha256": sha256_bytes(test_blob),
+                "seed": self.cfg.split.seed,
+            },
+        )
 
 
 class ValidateSplit(PipelineTask):
@@ -162,18 +169,21 @@ class TrainModel(PipelineTask):
         seconds = time.perf_counter() - started
         blob = training.dump(model)
         self.write("model.joblib", blob)
-        self.write_json("train.json", {
-            "estimator": cfg.model.estimator,
-            "params": cfg.model.params,
-            "model_sha256": sha256_bytes(blob),
-            "features": list(x.columns),
-            "dtypes": {c: str(t) for c, t in x.dtypes.items()},
-            "train_rows": len(x),
-            "fit_seconds": round(seconds, 3),
-        })
+        self.write_json(
+            "train.json",
+            {
+                "estimator": cfg.model.estimator,
+                "params": cfg.model.params,
+                "model_sha256": sha256_bytes(blob),
+                "features": list(x.columns),
+                "dtypes": {c: str(t) for c, t in x.dtypes.items()},
+                "train_rows": len(x),
+                "fit_seconds": round(seconds, 3),
+            },
+        )
 
 
-def _load_trained(task: PipelineTask, outputs: dict[str, luigi.Target]) -> Any:
+def _load_trained(task: PipelineTask, outputs: dict[str, FileSystemTarget]) -> Any:
     info = storage.read_json(outputs["train.json"].path)
     path = outputs["model.joblib"].path
     return training.load_verified(storage.read_bytes(path), info["model_sha256"], path)
@@ -242,7 +252,11 @@ class ValidateModel(PipelineTask):
 
     def requires(self) -> dict[str, PipelineTask]:
         kw = {"config_path": self.config_path, "date": self.date}
-        return {"evaluate": EvaluateModel(**kw), "model": TrainModel(**kw), "split": SplitData(**kw)}
+        return {
+            "evaluate": EvaluateModel(**kw),
+            "model": TrainModel(**kw),
+            "split": SplitData(**kw),
+        }
 
     def identity_params(self) -> Any:
         cfg = self.cfg
@@ -315,7 +329,7 @@ class PublishModel(PipelineTask):
     def version(self) -> str:
         return self.identity
 
-    def output(self) -> dict[str, luigi.Target]:
+    def output(self) -> dict[str, FileSystemTarget]:
         out = super().output()
         cfg = self.cfg
         manifest = storage.join(
@@ -339,42 +353,61 @@ class PublishModel(PipelineTask):
         files: dict[str, bytes] = {
             registry.MODEL_FILE: storage.read_bytes(inputs["model"]["model.joblib"].path),
             "metrics.json": storage.read_bytes(inputs["evaluate"]["metrics.json"].path),
-            "predictions.parquet": storage.read_bytes(inputs["evaluate"]["predictions.parquet"].path),
-            "verdict.json": storage.dumps_json({
-                "passed": True,
-                "stages": {v["stage"]: v for v in verdicts.values()},
-            }),
+            "predictions.parquet": storage.read_bytes(
+                inputs["evaluate"]["predictions.parquet"].path
+            ),
+            "verdict.json": storage.dumps_json(
+                {
+                    "passed": True,
+                    "stages": {v["stage"]: v for v in verdicts.values()},
+                }
+            ),
         }
         for name in plots:
             files[f"plots/{name}"] = storage.read_bytes(evaluate_task.plot_path(name))
-        for key, report in (("data_gate", "data_integrity"), ("split_gate", "train_test"),
-                            ("model_gate", "model_evaluation")):
+        for key, report in (
+            ("data_gate", "data_integrity"),
+            ("split_gate", "train_test"),
+            ("model_gate", "model_evaluation"),
+        ):
             files[f"reports/{report}.html"] = storage.read_bytes(inputs[key]["report.html"].path)
         train_info = storage.read_json(inputs["model"]["train.json"].path)
-        files["schema.json"] = storage.dumps_json({
-            "features": train_info["features"], "dtypes": train_info["dtypes"],
-            "target": cfg.target, "task": cfg.task,
-        })
+        files["schema.json"] = storage.dumps_json(
+            {
+                "features": train_info["features"],
+                "dtypes": train_info["dtypes"],
+                "target": cfg.target,
+                "task": cfg.task,
+            }
+        )
         manifest = self._manifest(req, train_info)
         self.progress(60, f"publishing version {self.version}")
         created = registry.publish_version(cfg.publish, cfg.name, self.version, files, manifest)
         promote = created or not registry.ever_promoted(cfg.publish, cfg.name, self.version)
         if promote:
             model_verdict = verdicts["model_gate"]
-            champion = next(
+            champion: dict[str, Any] = next(
                 (g for g in model_verdict["gates"] if g["kind"] == "champion"), {}
             )
             registry.set_production(
-                cfg.publish, cfg.name, self.version, actor="run",
+                cfg.publish,
+                cfg.name,
+                self.version,
+                actor="run",
                 reason=f"retrain of {self.date.isoformat()} passed all blocking gates",
-                extra={"metric_delta": {champion.get("metric"): champion.get("delta")},
-                       "gates_passed": True},
+                extra={
+                    "metric_delta": {champion.get("metric"): champion.get("delta")},
+                    "gates_passed": True,
+                },
             )
-        self.write_json("published.json", {
-            "version": self.version,
-            "location": registry.version_dir(cfg.publish, cfg.name, self.version),
-            "promoted": promote,
-        })
+        self.write_json(
+            "published.json",
+            {
+                "version": self.version,
+                "location": registry.version_dir(cfg.publish, cfg.name, self.version),
+                "promoted": promote,
+            },
+        )
 
     def _manifest(self, req: dict[str, PipelineTask], train_info: dict[str, Any]) -> dict[str, Any]:
         cfg = self.cfg

@@ -1,0 +1,380 @@
+"""mlcd.validation: deepchecks results become verdict gates (errors fail unless known-broken,
+inapplicable checks are skipped), plus metric thresholds and the comparison with production."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_diabetes, make_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from mlcd.config import GatesConfig, PipelineConfig, SuiteConfig, parse_config
+from mlcd.validation import (
+    DEFAULT_BLOCKING,
+    SUITE_CHECKS,
+    champion_gate,
+    dataset,
+    feature_importance,
+    run_suite,
+    summarise,
+    threshold_gates,
+    verdict_from_result,
+)
+
+
+def make_cfg(task: str = "classification", **changes: Any) -> PipelineConfig:
+    raw: dict[str, Any] = {
+        "name": "t",
+        "task": task,
+        "source": {"dataset": "breast_cancer" if task == "classification" else "diabetes"},
+        "target": "target",
+        "model": {
+            "estimator": "sklearn.linear_model.LogisticRegression"
+            if task == "classification"
+            else "sklearn.linear_model.Ridge"
+        },
+        "workspace": "ws",
+        "publish": "reg",
+    }
+    raw.update(changes)
+    return parse_config(raw, "test.yaml", Path("/nonexistent"))
+
+
+def by_check(verdict: dict[str, Any], check: str) -> list[dict[str, Any]]:
+    return [g for g in verdict["gates"] if g["check"] == check]
+
+
+# --- the hard-coded check list ---------------------------------------------------------------
+
+
+def test_suite_checks_are_exactly_the_checks_of_the_deepchecks_default_suites():
+    from deepchecks.tabular import suites
+
+    factories = {
+        "data_integrity": suites.data_integrity,
+        "train_test": suites.train_test_validation,
+        "model_evaluation": suites.model_evaluation,
+    }
+    for name, factory in factories.items():
+        actual = tuple(type(check).__name__ for check in factory().checks.values())
+        assert SUITE_CHECKS[name] == actual, name
+
+
+def test_default_blocking_checks_belong_to_their_suites():
+    for suite, checks in DEFAULT_BLOCKING.items():
+        assert set(checks) <= set(SUITE_CHECKS[suite]), suite
+
+
+# --- real deepchecks runs --------------------------------------------------------------------
+
+
+def classification_frame() -> pd.DataFrame:
+    x, y = make_classification(
+        n_samples=240, n_features=4, n_informative=3, n_redundant=0, random_state=0
+    )
+    frame = pd.DataFrame(x, columns=["f1", "f2", "f3", "f4"])
+    frame["target"] = y
+    return frame
+
+
+def with_conflicting_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    """The first 20 rows again, with the other label: same features, two answers."""
+    flipped = frame.iloc[:20].copy()
+    flipped["target"] = 1 - flipped["target"]
+    return pd.concat([frame, flipped], ignore_index=True)
+
+
+def run_deepchecks(suite: Any, *datasets: Any, **kwargs: Any) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return suite.run(*datasets, with_display=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def integrity_results() -> dict[str, Any]:
+    """The default data_integrity suite on clean data and on data with conflicting labels."""
+    from deepchecks.tabular import suites
+
+    cfg = make_cfg()
+    clean = classification_frame()
+    return {
+        name: run_deepchecks(suites.data_integrity(random_state=0), dataset(frame, cfg, "binary"))
+        for name, frame in (("clean", clean), ("conflicting", with_conflicting_labels(clean)))
+    }
+
+
+@pytest.fixture(scope="module")
+def regression_evaluation() -> Any:
+    """The default model_evaluation suite on a regressor, where deepchecks 0.19.1 has checks
+    that do not apply (ROC, calibration) and one that raises (WeakSegmentsPerformance)."""
+    from deepchecks.tabular import suites
+
+    cfg = make_cfg("regression")
+    frame = load_diabetes(as_frame=True).frame.iloc[:300]
+    train, test = frame.iloc[:200], frame.iloc[200:]
+    features = [c for c in frame.columns if c != "target"]
+    model = Ridge().fit(train[features], train["target"])
+    return run_deepchecks(
+        suites.model_evaluation(random_state=0),
+        dataset(train, cfg, "regression"),
+        dataset(test, cfg, "regression"),
+        model=model,
+    )
+
+
+def test_conflicting_labels_are_a_blocking_failure(integrity_results):
+    verdict = verdict_from_result("data_integrity", integrity_results["conflicting"], SuiteConfig())
+    gates = by_check(verdict, "ConflictingLabels")
+    assert [(g["result"], g["blocking"]) for g in gates] == [("fail", True)]
+    assert verdict["passed"] is False
+    assert len(verdict["blocking_failures"]) == 1
+    assert verdict["blocking_failures"][0].startswith("ConflictingLabels")
+
+
+def test_clean_data_passes_the_conflicting_labels_gate(integrity_results):
+    verdict = verdict_from_result("data_integrity", integrity_results["clean"], SuiteConfig())
+    assert [g["result"] for g in by_check(verdict, "ConflictingLabels")] == ["pass"]
+    assert verdict["passed"] is True and verdict["blocking_failures"] == []
+
+
+def test_a_failing_check_that_is_not_blocking_only_advises(integrity_results):
+    section = SuiteConfig(blocking=["MixedDataTypes"])
+    verdict = verdict_from_result("data_integrity", integrity_results["conflicting"], section)
+    assert [(g["result"], g["blocking"]) for g in by_check(verdict, "ConflictingLabels")] == [
+        ("fail", False)
+    ]
+    assert verdict["passed"] is True
+
+
+def test_a_check_that_does_not_apply_to_the_data_is_skipped(integrity_results):
+    # no index or date column: deepchecks cannot run IdentifierLabelCorrelation
+    verdict = verdict_from_result("data_integrity", integrity_results["clean"], SuiteConfig())
+    [gate] = by_check(verdict, "IdentifierLabelCorrelation")
+    assert (gate["result"], gate["blocking"]) == ("skipped", False)
+
+
+def test_checks_irrelevant_for_the_task_type_are_skipped_not_failed(regression_evaluation):
+    verdict = verdict_from_result(
+        "model_evaluation",
+        regression_evaluation,
+        SuiteConfig(known_broken=["WeakSegmentsPerformance"]),
+    )
+    for check in ("RocReport", "ConfusionMatrixReport", "CalibrationScore"):
+        gates = by_check(verdict, check)
+        assert gates and all(g["result"] == "skipped" and not g["blocking"] for g in gates), check
+        assert "irrelevant" in gates[0]["details"]
+
+
+def test_a_known_broken_check_that_raises_does_not_block(regression_evaluation):
+    verdict = verdict_from_result(
+        "model_evaluation",
+        regression_evaluation,
+        SuiteConfig(known_broken=["WeakSegmentsPerformance"]),
+    )
+    gates = by_check(verdict, "WeakSegmentsPerformance")
+    assert gates and all(g["result"] == "known_broken" and not g["blocking"] for g in gates)
+    assert "_DummyModel" in gates[0]["details"]
+    assert verdict["passed"] is True
+
+
+def test_a_check_that_raises_blocks_unless_listed_as_known_broken(regression_evaluation):
+    # deepchecks' own passed() ignores checks that raised; mlcd's verdict must not
+    verdict = verdict_from_result("model_evaluation", regression_evaluation, SuiteConfig())
+    gates = by_check(verdict, "WeakSegmentsPerformance")
+    assert gates and all(g["result"] == "error" and g["blocking"] for g in gates)
+    assert verdict["passed"] is False
+    assert all(name.startswith("WeakSegmentsPerformance") for name in verdict["blocking_failures"])
+
+
+def test_run_suite_gives_a_verdict_and_an_html_report_and_honours_skip():
+    cfg = make_cfg(validation={"data_integrity": {"skip": ["OutlierSampleDetection"]}})
+    verdict, html = run_suite(
+        "data_integrity", cfg, with_conflicting_labels(classification_frame())
+    )
+    assert verdict["stage"] == "data_integrity" and verdict["passed"] is False
+    assert [g["result"] for g in by_check(verdict, "ConflictingLabels")] == ["fail"]
+    [skipped] = by_check(verdict, "OutlierSampleDetection")
+    assert skipped["result"] == "skipped" and "validation.data_integrity.skip" in skipped["details"]
+    assert b"<html" in html[:200].lower()
+
+
+def test_disabled_suite_passes_without_running_and_says_so():
+    cfg = make_cfg(validation={"train_test": {"enabled": False}})
+    verdict, html = run_suite("train_test", cfg, classification_frame(), classification_frame())
+    assert verdict["disabled"] is True and verdict["passed"] is True and verdict["gates"] == []
+    assert b"validation.train_test is disabled" in html
+
+
+# --- feature importance ----------------------------------------------------------------------
+
+
+def test_feature_importance_is_normalised_from_the_models_own_importances():
+    frame = classification_frame()
+    features = ["f1", "f2", "f3", "f4"]
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(
+        frame[features], frame["target"]
+    )
+    linear = LogisticRegression().fit(frame[features], frame["target"])
+    for model in (forest, linear):
+        importance = feature_importance(model, features)
+        assert list(importance.index) == features
+        assert importance.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        feature_importance(forest, features),
+        forest.feature_importances_ / forest.feature_importances_.sum(),
+    )
+    assert feature_importance(forest, features[:3]) is None
+
+
+# --- metric thresholds -----------------------------------------------------------------------
+
+
+def gates_config(**thresholds: dict[str, float]) -> GatesConfig:
+    return GatesConfig.model_validate({"thresholds": thresholds})
+
+
+@pytest.mark.parametrize(
+    ("bound", "value", "result"),
+    [
+        ({"min": 0.9}, 0.95, "pass"),
+        ({"min": 0.9}, 0.9, "pass"),
+        ({"min": 0.9}, 0.85, "fail"),
+        ({"max": 65}, 50.0, "pass"),
+        ({"max": 65}, 65.0, "pass"),
+        ({"max": 65}, 70.0, "fail"),
+        ({"min": 0.2, "max": 0.4}, 0.3, "pass"),
+        ({"min": 0.2, "max": 0.4}, 0.1, "fail"),
+        ({"min": 0.2, "max": 0.4}, 0.5, "fail"),
+    ],
+)
+def test_threshold_gate_passes_inside_its_bounds_and_fails_outside(bound, value, result):
+    [gate] = threshold_gates({"m": value}, gates_config(m=bound))
+    assert gate["result"] == result
+    assert gate["blocking"] is True
+    assert gate["value"] == value and gate["threshold"] == bound
+
+
+def test_threshold_gate_on_a_metric_that_could_not_be_computed_is_an_error():
+    gates = threshold_gates(
+        {"roc_auc": None}, gates_config(roc_auc={"min": 0.9}, log_loss={"max": 1})
+    )
+    assert [(g["metric"], g["result"]) for g in gates] == [
+        ("log_loss", "error"),
+        ("roc_auc", "error"),
+    ]
+    assert summarise("gates", gates)["passed"] is False
+
+
+def test_threshold_gate_names_say_the_bound():
+    [gate] = threshold_gates({"r2": 0.5}, gates_config(r2={"min": 0.3, "max": 0.9}))
+    assert gate["name"] == "r2 >= 0.3 and <= 0.9"
+
+
+# --- champion comparison ---------------------------------------------------------------------
+
+F1 = make_cfg(gates={"champion": {"metric": "f1", "tolerance": 0.01}})
+RMSE = make_cfg("regression", gates={"champion": {"metric": "rmse", "tolerance": 2.0}})
+
+
+@pytest.mark.parametrize("cfg", [F1, RMSE], ids=["f1", "rmse"])
+def test_without_a_champion_the_gate_does_not_block(cfg):
+    gate = champion_gate(cfg, {"f1": 0.5, "rmse": 99.0}, None, None, basis="this run's test set")
+    assert (gate["result"], gate["blocking"]) == ("no_champion", False)
+    assert summarise("champion", [gate])["passed"] is True
+
+
+@pytest.mark.parametrize(
+    ("cfg", "challenger", "champion", "result"),
+    [
+        (F1, 0.95, 0.90, "pass"),  # better
+        (F1, 0.895, 0.90, "pass"),  # worse, within tolerance
+        (F1, 0.88, 0.90, "fail"),  # worse beyond tolerance
+        (RMSE, 45.0, 50.0, "pass"),  # lower error is better
+        (RMSE, 51.5, 50.0, "pass"),  # worse, within tolerance
+        (RMSE, 53.0, 50.0, "fail"),  # worse beyond tolerance
+        (RMSE, 47.0, 50.0, "pass"),  # a lower rmse must never fail
+    ],
+    ids=[
+        "f1-better",
+        "f1-within",
+        "f1-worse",
+        "rmse-better",
+        "rmse-within",
+        "rmse-worse",
+        "rmse-lower",
+    ],
+)
+def test_challenger_may_be_worse_than_the_champion_only_within_tolerance(
+    cfg, challenger, champion, result
+):
+    metric = cfg.gates.champion.metric
+    gate = champion_gate(cfg, {metric: challenger}, {metric: champion}, "v1", basis="test set")
+    assert gate["result"] == result
+    assert gate["blocking"] is True
+    assert (gate["value"], gate["champion_value"], gate["champion_version"]) == (
+        challenger,
+        champion,
+        "v1",
+    )
+    improvement = challenger - champion if metric == "f1" else champion - challenger
+    assert gate["delta"] == pytest.approx(improvement)
+
+
+def test_challenger_worse_by_exactly_the_tolerance_passes():
+    gate = champion_gate(F1, {"f1": 0.89}, {"f1": 0.90}, "v1", basis="test set")
+    assert gate["result"] == "pass"
+
+
+def test_champion_gate_with_the_metric_missing_is_a_blocking_error():
+    gate = champion_gate(F1, {"f1": 0.9}, {"accuracy": 0.9}, "v1", basis="test set")
+    assert (gate["result"], gate["blocking"]) == ("error", True)
+
+
+def test_champion_gate_defaults_to_f1_for_classification_with_no_tolerance():
+    cfg = make_cfg()
+    assert cfg.gates.champion is None
+    gate = champion_gate(cfg, {"f1": 0.899}, {"f1": 0.9}, "v1", basis="test set")
+    assert (gate["metric"], gate["tolerance"], gate["result"]) == ("f1", 0.0, "fail")
+
+
+# --- summaries -------------------------------------------------------------------------------
+
+
+def gate(result: str, blocking: bool, name: str) -> dict[str, Any]:
+    return {"kind": "threshold", "name": name, "result": result, "blocking": blocking}
+
+
+def test_summary_counts_results_and_fails_only_on_blocking_fail_or_error():
+    gates = [
+        gate("pass", True, "a"),
+        gate("warn", True, "b"),
+        gate("fail", False, "c"),
+        gate("skipped", False, "d"),
+        gate("known_broken", False, "e"),
+        gate("pass", False, "f"),
+    ]
+    summary = summarise("stage", gates)
+    assert summary["passed"] is True
+    assert summary["counts"] == {"fail": 1, "known_broken": 1, "pass": 2, "skipped": 1, "warn": 1}
+    assert summary["blocking_failures"] == [] and summary["gates"] == gates
+
+    failing = summarise("stage", [*gates, gate("fail", True, "g"), gate("error", True, "h")])
+    assert failing["passed"] is False
+    assert failing["blocking_failures"] == ["g", "h"]
+    assert failing["counts"]["fail"] == 2 and failing["counts"]["error"] == 1
+
+
+def test_summary_of_no_gates_passes():
+    assert summarise("empty", []) == {
+        "stage": "empty",
+        "passed": True,
+        "blocking_failures": [],
+        "counts": {},
+        "gates": [],
+    }
