@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup lint clean lock
+.PHONY: run test setup lint clean lock luigid
 
 $(BIN)/mlcd: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ lint: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt ruff mypy
 	$(BIN)/ruff check mlcd tasks tests
 	$(BIN)/mypy mlcd tasks
+
+# Luigi's central scheduler and web UI on http://127.0.0.1:8082 (loopback only: no auth).
+luigid: setup
+	mkdir -p .mlcd/luigid/logs
+	$(BIN)/luigid --address 127.0.0.1 --port 8082 --logdir .mlcd/luigid/logs --state-path .mlcd/luigid/state.pickle
 
 # Regenerate constraints.txt from the current environment after changing a dependency.
 lock:

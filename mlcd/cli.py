@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mlcd",
         description="Continuous delivery of machine-learning models on Luigi.",
         epilog="Exit codes: 0 success, 1 internal error, 2 config error, 3 gate failed, "
-        "4 data error, 5 pipeline failed, 6 already running, 7 storage error.",
+        "4 data error, 5 pipeline failed, 6 already running, 7 storage error, 8 not found, "
+        "9 not reproduced.",
     )
     parser.add_argument("--version", action="version", version=f"mlcd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--scheduler-host", help="luigid host (central scheduler)")
     run.add_argument("--scheduler-port", type=int, default=None, help="luigid port (default 8082)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    from mlcd.registry_cli import add_commands
+
+    add_commands(sub)  # models, predict, serve
+    from mlcd import lineage_cli
+
+    lineage_cli.add_commands(sub)  # runs, lineage, reproduce, status
     return parser
 
 
@@ -73,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if hasattr(args, "handler"):  # models, predict, serve (mlcd/registry_cli.py)
+            return int(args.handler(args))
     except MlcdError as exc:
         print(f"mlcd: {exc.kind}: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -110,7 +121,7 @@ class _HideKnownErrors(logging.Filter):
 def cmd_run(args: argparse.Namespace) -> int:
     from mlcd import data
     from mlcd.config import load_config
-    from mlcd.errors import MlcdError, PipelineFailed, StorageError
+    from mlcd.errors import StorageError
 
     if args.workers < 1:
         from mlcd.errors import ConfigError
@@ -124,46 +135,140 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"location {location!r}: only local paths are supported by this version of mlcd"
             )
 
-    import luigi
-
     import tasks
-    from mlcd.run_report import collect, render
 
     # A known error ends with mlcd's one-line message below; luigi's traceback adds nothing.
     logging.getLogger("luigi-interface").addFilter(_HideKnownErrors())
     date = args.date or dt.date.today()
     root = tasks.RetrainPipeline(config_path=args.config, date=date)
+    scheduler = _scheduler_kwargs(args)
+    with contextlib.ExitStack() as stack:
+        if scheduler["local_scheduler"]:
+            # luigid keeps two runs of one date from running a task twice; without it, the lock.
+            take_run_lock(stack, args.config, date)
+        return _build_and_report(root, args, scheduler)
+
+
+def take_run_lock(stack: contextlib.ExitStack, config: str, date: dt.date) -> None:
+    """An exclusive lock on (config, date) for runs with the local scheduler, held until
+    ``stack`` closes; the kernel drops it when the holder dies, so no lock goes stale."""
+    import hashlib
+
+    from mlcd import storage
+    from mlcd.errors import AlreadyRunning
+
+    key = hashlib.sha256(f"{os.path.realpath(config)}|{date.isoformat()}".encode()).hexdigest()
+    path = os.path.join(tempfile.gettempdir(), "mlcd-locks", f"{key[:24]}.lock")
+    try:
+        stack.enter_context(storage.exclusive_lock(path, {"pid": os.getpid()}, wait=0))
+    except AlreadyRunning as exc:
+        raise AlreadyRunning(
+            f"another mlcd run of {config} for {date.isoformat()} is running ({exc}); wait for "
+            "it to finish, or run both through luigid (--scheduler-host), which runs each task "
+            "once"
+        ) from None
+
+
+def execute(
+    root: Any, *, workers: int, scheduler: dict[str, Any], run_id: str
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Build ``root`` with Luigi as run ``run_id``: Luigi's result, and the failures the tasks
+    recorded (in whichever worker process they ran)."""
+    import luigi
+
+    from mlcd.lineage import RUN_ID_ENV
+
+    interface = logging.getLogger("luigi-interface")
+    if not any(isinstance(f, _HideKnownErrors) for f in interface.filters):
+        # A known error ends with mlcd's one-line message; luigi's traceback adds nothing.
+        interface.addFilter(_HideKnownErrors())
     with tempfile.NamedTemporaryFile("w+", prefix="mlcd-failures-", suffix=".jsonl") as log:
         os.environ[FAILURE_LOG_ENV] = log.name
+        os.environ[RUN_ID_ENV] = run_id  # PublishModel records it in the version's manifest
         try:
             result = luigi.build(
                 [root],
                 detailed_summary=True,
-                workers=args.workers,
+                workers=workers,
                 log_level="WARNING",
-                **_scheduler_kwargs(args),
+                **scheduler,
             )
         finally:
             os.environ.pop(FAILURE_LOG_ENV, None)
+            os.environ.pop(RUN_ID_ENV, None)
         log.seek(0)
         failures = [json.loads(line) for line in log if line.strip()]
+    return result, failures
 
+
+def record_run(
+    root: Any,
+    report: dict[str, Any],
+    *,
+    run_id: str,
+    started_at: dt.datetime,
+    exit_code: int,
+    scheduler: dict[str, Any],
+    workers: int,
+) -> str | None:
+    """Write the run's manifest to ``<workspace>/runs/<run-id>/``; its path (None, with a
+    warning, if it cannot be written: the run's own outcome stands)."""
+    from mlcd import lineage
+
+    try:
+        manifest = lineage.run_manifest(
+            root,
+            report,
+            run_id=run_id,
+            started_at=started_at,
+            exit_code=exit_code,
+            scheduler=scheduler,
+            workers=workers,
+        )
+        return lineage.write_run_manifest(root.requires().cfg.workspace, manifest)
+    except Exception as exc:
+        print(f"mlcd: warning: run {run_id}'s manifest was not written: {exc}", file=sys.stderr)
+        return None
+
+
+def _build_and_report(root: Any, args: argparse.Namespace, scheduler: dict[str, Any]) -> int:
+    from mlcd import lineage
+    from mlcd.errors import MlcdError, PipelineFailed
+    from mlcd.run_report import collect, render
+
+    run_id = lineage.new_run_id()
+    started_at = dt.datetime.now(dt.UTC)
+    result, failures = execute(root, workers=args.workers, scheduler=scheduler, run_id=run_id)
     report = collect(root, result, failures)
+    message = None
+    if report["ok"]:
+        code = 0
+    elif failures:
+        first = failures[0]
+        code = int(first["exit_code"])
+        message = f"mlcd: {first['kind']}: {first['task']}: {first['message']}"
+    else:
+        error: MlcdError = PipelineFailed(
+            f"the pipeline did not finish (luigi status: {report['status']}); see the log above"
+        )
+        code, message = error.exit_code, f"mlcd: {error.kind}: {error}"
+    report["run_id"] = run_id
+    report["run_manifest"] = record_run(
+        root,
+        report,
+        run_id=run_id,
+        started_at=started_at,
+        exit_code=code,
+        scheduler=scheduler,
+        workers=args.workers,
+    )
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True, default=str))
     else:
         print(render(report))
-    if report["ok"]:
-        return 0
-    if failures:
-        first = failures[0]
-        print(f"mlcd: {first['kind']}: {first['task']}: {first['message']}", file=sys.stderr)
-        return int(first["exit_code"])
-    error: MlcdError = PipelineFailed(
-        f"the pipeline did not finish (luigi status: {report['status']}); see the log above"
-    )
-    print(f"mlcd: {error.kind}: {error}", file=sys.stderr)
-    return error.exit_code
+    if message:
+        print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

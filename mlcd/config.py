@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mlcd.errors import ConfigError
-from mlcd.metrics import METRICS
+from mlcd.metrics import METRICS, PRIMARY_METRIC
 
 SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes", "digits")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -73,6 +73,21 @@ class ModelConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class CandidateConfig(ModelConfig):
+    """One model of a candidate grid; each trains, evaluates and is gated on its own."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+
+    def spec(self) -> ModelConfig:
+        return ModelConfig(estimator=self.estimator, params=self.params)
+
+
+class SelectionConfig(_Strict):
+    """Which passing candidate is published: the best on ``metric``."""
+
+    metric: str | None = None
+
+
 class EvaluationConfig(_Strict):
     average: Literal["macro", "micro", "weighted"] = "macro"
     positive_label: int | str | None = None
@@ -124,7 +139,9 @@ class PipelineConfig(_Strict):
     target: str
     features: list[str] | None = None
     split: SplitConfig = SplitConfig()
-    model: ModelConfig
+    model: ModelConfig | None = None
+    candidates: list[CandidateConfig] | None = None
+    selection: SelectionConfig = SelectionConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     validation: ValidationConfig = ValidationConfig()
     gates: GatesConfig = GatesConfig()
@@ -142,8 +159,29 @@ class PipelineConfig(_Strict):
         return value
 
     @model_validator(mode="after")
+    def _one_model_or_candidates(self) -> PipelineConfig:
+        if (self.model is None) == (self.candidates is None):
+            raise ValueError(
+                "give exactly one of 'model' (one estimator) or 'candidates' (a list of "
+                "estimators, each with a 'name')"
+            )
+        if self.candidates is not None:
+            if not self.candidates:
+                raise ValueError("'candidates' is empty; list at least one model")
+            names = [c.name for c in self.candidates]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"candidates: duplicated name(s) {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
     def _known_metrics(self) -> PipelineConfig:
         allowed = METRICS[self.task]
+        if self.selection.metric is not None and self.selection.metric not in allowed:
+            raise ValueError(
+                f"selection.metric: unknown metric {self.selection.metric!r} for a {self.task} "
+                f"pipeline; allowed: {', '.join(allowed)}"
+            )
         for metric in self.gates.thresholds:
             if metric not in allowed:
                 raise ValueError(
@@ -157,6 +195,20 @@ class PipelineConfig(_Strict):
                 f"pipeline; allowed: {', '.join(allowed)}"
             )
         return self
+
+    def models(self) -> dict[str, ModelConfig]:
+        """The model(s) to train, by candidate name ('model' when there is a single one)."""
+        if self.candidates is None:
+            assert self.model is not None
+            return {"model": self.model}
+        return {c.name: c.spec() for c in self.candidates}
+
+    def selection_metric(self) -> str:
+        if self.selection.metric is not None:
+            return self.selection.metric
+        if self.gates.champion is not None:
+            return self.gates.champion.metric
+        return PRIMARY_METRIC[self.task]
 
     def public_dict(self) -> dict[str, Any]:
         """The config as data, for digests and manifests."""
@@ -276,7 +328,9 @@ def check_estimator(cfg: PipelineConfig, path: str) -> None:
     """Build the configured estimator once, so a typo fails before anything runs."""
     from mlcd.training import build_estimator
 
-    try:
-        build_estimator(cfg.model)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    for name, spec in cfg.models().items():
+        where = "model" if cfg.candidates is None else f"candidates[{name}]"
+        try:
+            build_estimator(spec, where)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None

@@ -9,14 +9,15 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 from typing import Any
 
 import pandas as pd
 
 from mlcd import storage
 from mlcd.config import PipelineConfig, SourceConfig
-from mlcd.errors import DataError
-from mlcd.fingerprint import sha256_file
+from mlcd.errors import DataError, StorageError
+from mlcd.fingerprint import sha256_bytes, sha256_file
 
 DEFAULT_TARGET = "target"
 
@@ -160,15 +161,61 @@ def to_parquet(frame: pd.DataFrame) -> bytes:
 
 
 def read_parquet(path: str) -> pd.DataFrame:
+    return _parse_parquet(storage.read_bytes(path), path)
+
+
+def _parse_parquet(blob: bytes, path: str) -> pd.DataFrame:
     try:
-        return pd.read_parquet(io.BytesIO(storage.read_bytes(path)), engine="pyarrow")
+        return pd.read_parquet(io.BytesIO(blob), engine="pyarrow")
     except Exception as exc:
-        if isinstance(exc, storage.StorageError):
-            raise
         raise storage.StorageError(
             f"{path!r} is not a readable Parquet file ({exc}); it is corrupted: delete it and run "
             "again to rebuild it"
         ) from None
+
+
+# --- snapshots, kept by content ------------------------------------------------------------------
+
+SNAPSHOTS = "snapshots"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def snapshot_path(workspace: str, sha256: str) -> str:
+    """Where the snapshot with this digest lives: ``<workspace>/snapshots/<sha256>.parquet``."""
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise StorageError(f"{sha256!r} is not a snapshot digest (64 hex digits)")
+    return storage.join(workspace, SNAPSHOTS, f"{sha256}.parquet")
+
+
+def write_snapshot(workspace: str, blob: bytes) -> str:
+    """Keep ``blob`` under its own sha256 (unless an intact copy is there); its digest.
+
+    A snapshot is never replaced by other content: the name is the content. An older run's
+    snapshot stays when the source changes, so that run can still be reproduced.
+    """
+    digest = sha256_bytes(blob)
+    path = snapshot_path(workspace, digest)
+    if not (storage.exists(path) and sha256_bytes(storage.read_bytes(path)) == digest):
+        storage.write_bytes(path, blob)
+    return digest
+
+
+def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
+    """The snapshot with this digest, after checking that its bytes still have it."""
+    path = snapshot_path(workspace, sha256)
+    if not storage.exists(path):
+        raise StorageError(
+            f"snapshot {sha256[:12]} is not in {storage.join(workspace, SNAPSHOTS)!r} (deleted?); "
+            "run the pipeline again to extract the source anew"
+        )
+    blob = storage.read_bytes(path)
+    actual = sha256_bytes(blob)
+    if actual != sha256:
+        raise StorageError(
+            f"snapshot {path!r} does not match its name (its sha256 is {actual[:12]}): it was "
+            "changed or corrupted. Delete it and run the pipeline again to extract the source anew"
+        )
+    return _parse_parquet(blob, path)
 
 
 def split(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:

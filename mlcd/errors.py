@@ -21,6 +21,13 @@ class ConfigError(MlcdError):
     kind = "config error"
 
 
+class UsageError(MlcdError):
+    """A command-line argument is missing or wrong (no --reason, a port in use, ...)."""
+
+    exit_code = 2
+    kind = "usage error"
+
+
 class GateFailed(MlcdError):
     """A blocking validation gate failed: nothing is published."""
 
@@ -59,11 +66,32 @@ class AlreadyRunning(MlcdError):
     kind = "already running"
 
 
+class PromotionRefused(MlcdError):
+    """A version whose gates did not pass was asked into production without ``--force``."""
+
+    exit_code = 3
+    kind = "gate failed"
+
+
 class StorageError(MlcdError):
     """A location cannot be read or written, or an artifact is corrupted."""
 
     exit_code = 7
     kind = "storage error"
+
+
+class NotFound(MlcdError):
+    """An unknown model or version was named (registry commands)."""
+
+    exit_code = 8
+    kind = "not found"
+
+
+class NotReproduced(MlcdError):
+    """``mlcd reproduce``: an output of the re-executed run differs from the recorded one."""
+
+    exit_code = 9
+    kind = "not reproduced"
 
 
 EXIT_CODES: dict[str, int] = {
@@ -75,4 +103,6 @@ EXIT_CODES: dict[str, int] = {
     PipelineFailed.kind: PipelineFailed.exit_code,
     AlreadyRunning.kind: AlreadyRunning.exit_code,
     StorageError.kind: StorageError.exit_code,
+    NotFound.kind: NotFound.exit_code,
+    NotReproduced.kind: NotReproduced.exit_code,
 }

@@ -29,6 +29,10 @@ METRICS: dict[str, dict[str, Direction]] = {
 }
 
 
+# The metric that ranks candidates and guards against regressions when the config names none.
+PRIMARY_METRIC = {"classification": "f1", "regression": "rmse"}
+
+
 def _round(value: float) -> float:
     # Twelve significant digits: stable across platforms' last-bit differences, exact enough.
     return float(f"{float(value):.12g}")
@@ -93,6 +97,42 @@ def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict[str, Any]:
         "r2": _round(skm.r2_score(y_true, y_pred)),
         "median_ae": _round(skm.median_absolute_error(y_true, y_pred)),
     }
+
+
+def score(cfg: Any, model: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, Any]:
+    """The metrics of a fitted ``model`` on (x, y) for the pipeline's task type."""
+    from mlcd.training import predict
+
+    y_pred, proba = predict(model, x)
+    if cfg.task == "regression":
+        return {"task": "regression", "n_test": len(y), **regression_metrics(y, y_pred)}
+    return {
+        "task": "classification",
+        "n_test": len(y),
+        **classification_metrics(
+            y,
+            y_pred,
+            proba,
+            list(model.classes_),
+            cfg.evaluation.average,
+            cfg.evaluation.positive_label,
+        ),
+    }
+
+
+def predictions(
+    model: Any, x: pd.DataFrame, y: pd.Series
+) -> tuple[pd.DataFrame, np.ndarray | None, list[Any] | None]:
+    """Actual and predicted values (and class probabilities) per test row, by row id."""
+    from mlcd.training import predict
+
+    y_pred, proba = predict(model, x)
+    classes = list(getattr(model, "classes_", [])) or None
+    frame = pd.DataFrame({"actual": y, "predicted": y_pred}, index=x.index)
+    if proba is not None and classes is not None:
+        for i, label in enumerate(classes):
+            frame[f"proba_{label}"] = proba[:, i]
+    return frame, proba, classes
 
 
 def _plain(value: Any) -> Any:

@@ -12,8 +12,13 @@ _HEADLINE = {
 }
 
 
+def _name(task: Any) -> str:
+    label = getattr(task, "label", None)  # pipeline tasks; RetrainPipeline is a plain wrapper
+    return str(label()) if callable(label) else str(task.get_task_family())
+
+
 def _families(tasks: Any) -> list[str]:
-    return sorted(t.get_task_family() for t in tasks)
+    return sorted(_name(t) for t in tasks)
 
 
 def _graph(root: Any) -> list[Any]:
@@ -42,45 +47,77 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
     summary = _summary_dict(result.worker)
     status = result.status
     ran = {t.task_id for t in summary["completed"]}
+    # With luigid, tasks this worker scheduled may have been run by other workers: the run
+    # succeeded when the whole pipeline is complete and nothing failed here.
+    ok = status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY) or (
+        not summary["failed"] and root.complete()
+    )
     # Luigi stops looking below a complete task; list every pipeline task that is done.
     already = (
-        sorted(t.get_task_family() for t in _graph(root) if t.task_id not in ran and t.complete())
-        if status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
+        sorted(_name(t) for t in _graph(root) if t.task_id not in ran and t.complete())
+        if ok
         else _families(summary["already_done"])
     )
     report: dict[str, Any] = {
         "model": cfg.name,
         "date": root.date.isoformat(),
         "status": status.name,
-        "ok": status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY),
+        "ok": ok,
         "ran": _families(summary["completed"]),
+        "run_by_other_workers": _families(
+            summary["run_by_other_worker"] | summary["upstream_run_by_other_worker"]
+        ),
         "already_complete": already,
         "failed": _families(summary["failed"]),
-        "not_run": _families(
+        "not_run": []
+        if ok
+        else _families(
             summary["upstream_failure"]
             | summary["upstream_missing_dependency"]
             | summary["not_run"]
             | summary["scheduling_error"]
         ),
         "failures": failures,
-        "metrics": _read(req["evaluate"].output()["metrics.json"]),
+        "metrics": None,
         "gates": {},
+        "candidates": {},
+        "selected": None,
         "published": None,
         "production": None,
     }
-    for key in ("data_gate", "split_gate", "model_gate"):
-        verdict = _read(req[key].output()["verdict.json"])
+    published = _read(publish_task.output()["published.json"])
+    if published is not None:  # published.json keeps no absolute path; the report shows one
+        published["location"] = registry.version_dir(cfg.publish, cfg.name, published["version"])
+    report["published"] = published
+    chains = req["candidates"]
+    selected = (
+        published["candidate"] if published else (next(iter(chains)) if len(chains) == 1 else None)
+    )
+    report["selected"] = selected
+    metric = cfg.selection_metric()
+    for name, chain in chains.items():
+        scores = _read(chain["evaluate"].output()["metrics.json"])
+        verdict = _read(chain["model_gate"].output()["verdict.json"])
+        report["candidates"][name] = {
+            metric: scores.get(metric) if scores else None,
+            "passed": verdict["passed"] if verdict else None,
+            "blocking_failures": verdict["blocking_failures"] if verdict else [],
+        }
+        if name == selected:
+            report["metrics"] = scores
+    targets = [req["data_gate"], req["split_gate"]]
+    if selected is not None:
+        targets.append(chains[selected]["model_gate"])
+    for task in targets:
+        verdict = _read(task.output()["verdict.json"])
         if verdict is not None:
             report["gates"][verdict["stage"]] = {
                 "passed": verdict["passed"],
                 "blocking_failures": verdict["blocking_failures"],
                 "counts": verdict["counts"],
-                "path": req[key].output()["verdict.json"].path,
+                "path": task.output()["verdict.json"].path,
                 "gates": [g for g in verdict["gates"] if g["kind"] != "deepchecks"],
             }
-    published = _read(publish_task.output()["published.json"])
-    if published is not None:
-        report["published"] = published
     try:
         report["production"] = registry.production(cfg.publish, cfg.name)
     except storage.StorageError as exc:
@@ -89,16 +126,27 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"mlcd run: model {report['model']}, date {report['date']}: {report['status']}"]
+    state = "SUCCESS" if report["ok"] else report["status"]
+    lines = [f"mlcd run: model {report['model']}, date {report['date']}: {state}"]
     lines.append(f"  ran ({len(report['ran'])}): {', '.join(report['ran']) or '-'}")
     lines.append(
         f"  already complete ({len(report['already_complete'])}): "
         f"{', '.join(report['already_complete']) or '-'}"
     )
+    if report["run_by_other_workers"] and report["ok"]:
+        lines.append("    (complete tasks include those other workers of the scheduler ran)")
     if report["failed"]:
         lines.append(f"  failed: {', '.join(report['failed'])}")
     if report["not_run"]:
         lines.append(f"  not run: {', '.join(report['not_run'])}")
+    if len(report["candidates"]) > 1:
+        for name, c in report["candidates"].items():
+            state = {True: "passed", False: "FAILED", None: "not validated"}[c["passed"]]
+            chosen = "  <- selected" if name == report["selected"] else ""
+            values = "  ".join(f"{k} {v:.4f}" for k, v in c.items() if isinstance(v, float))
+            lines.append(f"  candidate {name}: {values} gates {state}{chosen}")
+            for failure in c["blocking_failures"]:
+                lines.append(f"    blocking: {failure}")
     scores = report["metrics"]
     if scores:
         names = _HEADLINE[scores["task"]]
@@ -126,4 +174,7 @@ def render(report: dict[str, Any]) -> str:
             )
     else:
         lines.append("  production: none yet")
+    if report.get("run_id"):  # set by `mlcd run` (mlcd/cli.py), with the manifest it wrote
+        where = report.get("run_manifest") or "not written (see the warning above)"
+        lines.append(f"  run {report['run_id']}: manifest {where}")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ def _build(value: Any, where: str) -> Any:
                 f"{where}: unknown key(s) {', '.join(sorted(extra))}; an estimator takes "
                 "'estimator' and 'params'"
             )
-        return build_estimator(ModelConfig.model_validate(value), where)
+        return build_estimator(ModelConfig.model_validate(value), where, top=False)
     if isinstance(value, list):
         built = [_build(v, f"{where}[{i}]") for i, v in enumerate(value)]
         # A Pipeline's steps and a ColumnTransformer's transformers are tuples.
@@ -29,7 +29,7 @@ def _build(value: Any, where: str) -> Any:
     return value
 
 
-def build_estimator(spec: ModelConfig, where: str = "model") -> Any:
+def build_estimator(spec: ModelConfig, where: str = "model", top: bool = True) -> Any:
     """An unfitted estimator (or Pipeline) from ``estimator`` import path and ``params``."""
     try:
         cls = import_object(spec.estimator)
@@ -48,7 +48,7 @@ def build_estimator(spec: ModelConfig, where: str = "model") -> Any:
             f"'{where}.params': {spec.estimator} does not accept them: {exc}"
         ) from None
     # Nested steps may be transformers; the model itself must predict.
-    needed = ("fit", "predict") if where == "model" else ("fit",)
+    needed = ("fit", "predict") if top else ("fit",)
     if not all(hasattr(estimator, attr) for attr in needed):
         raise ConfigError(
             f"'{where}.estimator': {spec.estimator!r} is not an estimator "

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mlcd.config import ChampionConfig, GatesConfig, PipelineConfig, SuiteConfig
 from mlcd.errors import ConfigError
-from mlcd.metrics import METRICS
+from mlcd.metrics import METRICS, PRIMARY_METRIC
 
 SUITES = ("data_integrity", "train_test", "model_evaluation")
 
@@ -85,8 +85,6 @@ DEFAULT_BLOCKING: dict[str, tuple[str, ...]] = {
     ),
     "model_evaluation": ("SimpleModelComparison",),
 }
-
-DEFAULT_CHAMPION_METRIC = {"classification": "f1", "regression": "rmse"}
 
 
 def check_suite_names(cfg: PipelineConfig) -> None:
@@ -365,9 +363,7 @@ def threshold_gates(metrics: dict[str, Any], gates: GatesConfig) -> list[dict[st
 
 
 def champion_metric(cfg: PipelineConfig) -> ChampionConfig:
-    return cfg.gates.champion or ChampionConfig(
-        metric=DEFAULT_CHAMPION_METRIC[cfg.task], tolerance=0.0
-    )
+    return cfg.gates.champion or ChampionConfig(metric=PRIMARY_METRIC[cfg.task], tolerance=0.0)
 
 
 def champion_gate(
@@ -412,3 +408,21 @@ def champion_gate(
         details=f"challenger {metric} = {ours:.6g}, production ({champion_version}) = {theirs:.6g}",
     )
     return gate
+
+
+def select_candidate(cfg: PipelineConfig, outcomes: dict[str, dict[str, Any]]) -> str | None:
+    """The best candidate whose model verdict passed, on the selection metric (ties: the first
+    listed); None when no candidate passed."""
+    metric = cfg.selection_metric()
+    higher_better = METRICS[cfg.task][metric] == "max"
+    best: tuple[float, int] | None = None
+    chosen = None
+    for order, (name, outcome) in enumerate(outcomes.items()):
+        if not outcome["verdict"]["passed"]:
+            continue
+        value = outcome["metrics"].get(metric)
+        value = float("-inf") if value is None else (value if higher_better else -value)
+        key = (value, -order)
+        if best is None or key > best:
+            best, chosen = key, name
+    return chosen

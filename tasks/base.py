@@ -70,20 +70,41 @@ class PipelineTask(luigi.Task):
     def write_json(self, name: str, obj: Any) -> None:
         storage.write_json(self.path(name), obj)
 
+    def artifacts(self) -> dict[str, str]:
+        """Every file this task writes, by name: its outputs and the files they point to (run
+        manifests record and compare them)."""
+        return {name: str(target.path) for name, target in self.output().items()}
+
+    def label(self) -> str:
+        """How logs and summaries name this task."""
+        return str(self.get_task_family())
+
     def progress(self, percent: int, message: str) -> None:
         """Shown in the Luigi web UI while the task runs."""
         self.set_progress_percentage(percent)
         self.set_status_message(message)
 
 
+def _say(message: str) -> None:
+    # One line per event on stderr, with the time, so that logs of several workers interleave
+    # readably (and cron's log shows how long each step took).
+    now = dt.datetime.now().strftime("%H:%M:%S.%f")[:-3]
+    print(f"mlcd: {message} at {now}", file=sys.stderr, flush=True)
+
+
 @PipelineTask.event_handler(luigi.Event.START)
 def _announce_start(task: PipelineTask) -> None:
-    print(f"mlcd: {task.get_task_family()} started ({task.identity})", file=sys.stderr, flush=True)
+    _say(f"{task.label()} started ({task.identity})")
 
 
 @PipelineTask.event_handler(luigi.Event.PROCESSING_TIME)
 def _announce_time(task: PipelineTask, seconds: float) -> None:
-    print(f"mlcd: {task.get_task_family()} finished in {seconds:.1f}s", file=sys.stderr, flush=True)
+    import resource
+
+    # The process's peak so far: per task when Luigi runs each task in its own process
+    # (--workers > 1), the run's running peak otherwise.
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _say(f"{task.label()} finished in {seconds:.1f}s (peak RSS {peak_mb:.0f} MB)")
 
 
 @PipelineTask.event_handler(luigi.Event.FAILURE)
@@ -97,7 +118,7 @@ def _record_failure(task: PipelineTask, exception: BaseException) -> None:
     path = os.environ.get("MLCD_FAILURE_LOG")
     if path:
         line = json.dumps(
-            {"task": task.get_task_family(), "kind": kind, "exit_code": code, "message": message}
+            {"task": task.label(), "kind": kind, "exit_code": code, "message": message}
         )
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")

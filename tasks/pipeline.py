@@ -7,15 +7,16 @@ writes its outputs; the work itself lives in the library.
 
 from __future__ import annotations
 
-import sys
+import time
 from typing import Any
 
 import luigi
 from luigi.target import FileSystemTarget
 
-from mlcd import data, metrics, registry, storage, training, validation
-from mlcd.errors import GateFailed
-from mlcd.fingerprint import environment, sha256_bytes
+from mlcd import data, lineage, metrics, registry, storage, training, validation
+from mlcd.config import ModelConfig
+from mlcd.errors import ConfigError, GateFailed
+from mlcd.fingerprint import sha256_bytes
 from tasks.base import PipelineTask
 
 
@@ -27,10 +28,53 @@ def _require_passed(verdict_path: str) -> dict[str, Any]:
 
 
 class ExtractData(PipelineTask):
-    """Snapshot the source (bundled dataset, CSV or Parquet) as Parquet, with its fingerprint."""
+    """Snapshot the source (bundled dataset, CSV or Parquet) as Parquet, with its fingerprint.
+
+    The snapshot is kept by content, ``<workspace>/snapshots/<sha256>.parquet``; this task's own
+    folder holds ``extract.json``, which records the digest. It is complete when both exist, and
+    the tasks after it read the snapshot through the digest, so a run can be rebuilt from its
+    snapshot after the source has changed.
+    """
 
     stage = "extract"
-    files = ("snapshot.parquet", "extract.json")
+    files = ("extract.json",)
+
+    def snapshot_sha256(self) -> str | None:
+        """The digest of the snapshot this task extracted (None before it ran)."""
+        path = self.path("extract.json")
+        if not storage.exists(path):
+            return None
+        try:
+            sha = storage.read_json(path).get("snapshot_sha256")
+            data.snapshot_path(self.cfg.workspace, sha)  # a well-formed digest
+        except (storage.StorageError, AttributeError):
+            return None  # unreadable: extract again
+        return str(sha)
+
+    def snapshot_path(self) -> str | None:
+        sha = self.snapshot_sha256()
+        return None if sha is None else data.snapshot_path(self.cfg.workspace, sha)
+
+    def complete(self) -> bool:
+        path = self.snapshot_path()
+        return path is not None and storage.exists(path)
+
+    def artifacts(self) -> dict[str, str]:
+        files = super().artifacts()
+        path = self.snapshot_path()
+        if path is not None:
+            files["snapshot.parquet"] = path
+        return files
+
+    def snapshot(self) -> Any:
+        """The snapshot as a DataFrame, checked against its digest."""
+        sha = self.snapshot_sha256()
+        if sha is None:
+            raise storage.StorageError(
+                f"{self.path('extract.json')!r} is missing or unreadable; run the pipeline again "
+                "to extract the source"
+            )
+        return data.read_snapshot(self.cfg.workspace, sha)
 
     def identity_params(self) -> Any:
         cfg = self.cfg
@@ -48,13 +92,13 @@ class ExtractData(PipelineTask):
         frame = data.load_source(cfg.source)
         self.progress(60, f"checking {len(frame)} rows")
         snap = data.make_snapshot(frame, cfg)
-        blob = data.to_parquet(snap)
-        self.write("snapshot.parquet", blob)
-        self.write_json(
+        sha = data.write_snapshot(cfg.workspace, data.to_parquet(snap))
+        self.write_json(  # last: it marks the task complete
             "extract.json",
             {
                 "source_fingerprint": data.source_fingerprint(cfg.source),
-                "snapshot_sha256": sha256_bytes(blob),
+                "snapshot_sha256": sha,
+                "snapshot": f"{data.SNAPSHOTS}/{sha}.parquet",
                 "rows": len(snap),
                 "columns": {c: str(t) for c, t in snap.dtypes.items()},
             },
@@ -75,8 +119,9 @@ class ValidateData(PipelineTask):
         return {"suite": cfg.validation.data_integrity.model_dump(), "seed": cfg.split.seed}
 
     def run(self) -> None:
+        self.set_tracking_url(_file_url(self.path("report.html")))
         self.progress(5, "running deepchecks data_integrity")
-        snap = data.read_parquet(self.input()["snapshot.parquet"].path)
+        snap = self.requires().snapshot()
         verdict, html = validation.run_suite("data_integrity", self.cfg, snap)
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)  # last: the verdict marks the task complete
@@ -88,7 +133,7 @@ class SplitData(PipelineTask):
     stage = "split"
     files = ("train.parquet", "test.parquet", "split.json")
 
-    def requires(self) -> dict[str, PipelineTask]:
+    def requires(self) -> dict[str, Any]:
         kw = {"config_path": self.config_path, "date": self.date}
         return {"data": ExtractData(**kw), "gate": ValidateData(**kw)}
 
@@ -101,7 +146,7 @@ class SplitData(PipelineTask):
     def run(self) -> None:
         _require_passed(self.input()["gate"]["verdict.json"].path)
         self.progress(20, "splitting")
-        snap = data.read_parquet(self.input()["data"]["snapshot.parquet"].path)
+        snap = self.requires()["data"].snapshot()
         train, test = data.split(snap, self.cfg)
         train_blob, test_blob = data.to_parquet(train), data.to_parquet(test)
         self.write("train.parquet", train_blob)
@@ -132,6 +177,7 @@ class ValidateSplit(PipelineTask):
         return {"suite": cfg.validation.train_test.model_dump(), "seed": cfg.split.seed}
 
     def run(self) -> None:
+        self.set_tracking_url(_file_url(self.path("report.html")))
         self.progress(5, "running deepchecks train_test_validation")
         train = data.read_parquet(self.input()["train.parquet"].path)
         test = data.read_parquet(self.input()["test.parquet"].path)
@@ -140,11 +186,34 @@ class ValidateSplit(PipelineTask):
         self.write_json("verdict.json", verdict)
 
 
-class TrainModel(PipelineTask):
+class CandidateTask(PipelineTask):
+    """A task of one candidate model's chain (train, evaluate, validate)."""
+
+    candidate = luigi.Parameter(default="model", description="candidate name (config)")
+
+    @property
+    def spec(self) -> ModelConfig:
+        models = self.cfg.models()
+        if self.candidate not in models:
+            raise ConfigError(
+                f"unknown candidate {self.candidate!r}; the config has: {', '.join(models)}"
+            )
+        return models[self.candidate]
+
+    def label(self) -> str:
+        family = str(self.get_task_family())
+        return family if self.cfg.candidates is None else f"{family}[{self.candidate}]"
+
+    def chain_kwargs(self) -> dict[str, Any]:
+        return {"config_path": self.config_path, "date": self.date, "candidate": self.candidate}
+
+
+class TrainModel(CandidateTask):
     """Build the configured estimator, fit it on the training set, dump it with joblib."""
 
     stage = "train"
     files = ("model.joblib", "train.json")
+    resources = {"training": 1}  # capped by luigi.cfg's [resources] training
 
     def requires(self) -> dict[str, PipelineTask]:
         kw = {"config_path": self.config_path, "date": self.date}
@@ -154,26 +223,26 @@ class TrainModel(PipelineTask):
         return [self.requires()["split"]]
 
     def identity_params(self) -> Any:
-        return {"model": self.cfg.model.model_dump()}
+        return {"model": self.spec.model_dump()}
 
     def run(self) -> None:
-        import time
-
         _require_passed(self.input()["gate"]["verdict.json"].path)
-        cfg = self.cfg
+        cfg, spec = self.cfg, self.spec
         train = data.read_parquet(self.input()["split"]["train.parquet"].path)
         x, y = data.features_and_target(train, cfg.target)
-        self.progress(10, f"fitting {cfg.model.estimator} on {len(x)} rows")
+        self.progress(10, f"fitting {spec.estimator} on {len(x)} rows")
         started = time.perf_counter()
-        model = training.fit(cfg.model, x, y)
+        model = training.fit(spec, x, y)
         seconds = time.perf_counter() - started
+        self.progress(90, "saving the model")
         blob = training.dump(model)
         self.write("model.joblib", blob)
         self.write_json(
             "train.json",
             {
-                "estimator": cfg.model.estimator,
-                "params": cfg.model.params,
+                "candidate": self.candidate,
+                "estimator": spec.estimator,
+                "params": spec.params,
                 "model_sha256": sha256_bytes(blob),
                 "features": list(x.columns),
                 "dtypes": {c: str(t) for c, t in x.dtypes.items()},
@@ -183,21 +252,23 @@ class TrainModel(PipelineTask):
         )
 
 
-def _load_trained(task: PipelineTask, outputs: dict[str, FileSystemTarget]) -> Any:
+def _load_trained(outputs: dict[str, FileSystemTarget]) -> Any:
     info = storage.read_json(outputs["train.json"].path)
     path = outputs["model.joblib"].path
     return training.load_verified(storage.read_bytes(path), info["model_sha256"], path)
 
 
-class EvaluateModel(PipelineTask):
+class EvaluateModel(CandidateTask):
     """Test-set metrics (metrics.json), predictions and plots."""
 
     stage = "evaluate"
     files = ("metrics.json", "predictions.parquet", "plots.json")
 
     def requires(self) -> dict[str, PipelineTask]:
-        kw = {"config_path": self.config_path, "date": self.date}
-        return {"model": TrainModel(**kw), "split": SplitData(**kw)}
+        return {
+            "model": TrainModel(**self.chain_kwargs()),
+            "split": SplitData(config_path=self.config_path, date=self.date),
+        }
 
     def identity_params(self) -> Any:
         return {"evaluation": self.cfg.evaluation.model_dump(), "task": self.cfg.task}
@@ -205,23 +276,27 @@ class EvaluateModel(PipelineTask):
     def plot_path(self, name: str) -> str:
         return storage.join(self.folder(), "plots", name)
 
-    def run(self) -> None:
-        import pandas as pd
+    def artifacts(self) -> dict[str, str]:
+        files = super().artifacts()
+        listing = files["plots.json"]
+        try:
+            names = storage.read_json(listing) if storage.exists(listing) else {}
+        except storage.StorageError:
+            names = {}
+        for name in sorted(names if isinstance(names, dict) else {}):
+            files[f"plots/{name}"] = self.plot_path(name)
+        return files
 
+    def run(self) -> None:
         cfg = self.cfg
-        model = _load_trained(self, self.input()["model"])
+        model = _load_trained(self.input()["model"])
         test = data.read_parquet(self.input()["split"]["test.parquet"].path)
         x, y = data.features_and_target(test, cfg.target)
         self.progress(20, f"scoring {len(x)} test rows")
-        scores = evaluate(cfg, model, x, y)
-        y_pred, proba = training.predict(model, x)
-        classes = list(getattr(model, "classes_", [])) or None
-        preds = pd.DataFrame({"actual": y, "predicted": y_pred}, index=x.index)
-        if proba is not None and classes is not None:
-            for i, label in enumerate(classes):
-                preds[f"proba_{label}"] = proba[:, i]
+        scores = metrics.score(cfg, model, x, y)
+        preds, proba, classes = metrics.predictions(model, x, y)
         self.progress(70, "drawing plots")
-        pngs = metrics.plots(cfg.task, y, y_pred, proba, classes, scores)
+        pngs = metrics.plots(cfg.task, y, preds["predicted"].to_numpy(), proba, classes, scores)
         for name, png in pngs.items():
             storage.write_bytes(self.plot_path(name), png)
         self.write("predictions.parquet", data.to_parquet(preds))
@@ -229,33 +304,17 @@ class EvaluateModel(PipelineTask):
         self.write_json("metrics.json", scores)
 
 
-def evaluate(cfg: Any, model: Any, x: Any, y: Any) -> dict[str, Any]:
-    """The metrics of ``model`` on (x, y) for this pipeline's task type."""
-    y_pred, proba = training.predict(model, x)
-    if cfg.task == "regression":
-        return {"task": "regression", "n_test": len(y), **metrics.regression_metrics(y, y_pred)}
-    classes = list(model.classes_)
-    return {
-        "task": "classification",
-        "n_test": len(y),
-        **metrics.classification_metrics(
-            y, y_pred, proba, classes, cfg.evaluation.average, cfg.evaluation.positive_label
-        ),
-    }
-
-
-class ValidateModel(PipelineTask):
+class ValidateModel(CandidateTask):
     """deepchecks model_evaluation, metric thresholds, and the comparison with production."""
 
     stage = "validate_model"
     files = ("report.html", "verdict.json")
 
     def requires(self) -> dict[str, PipelineTask]:
-        kw = {"config_path": self.config_path, "date": self.date}
         return {
-            "evaluate": EvaluateModel(**kw),
-            "model": TrainModel(**kw),
-            "split": SplitData(**kw),
+            "evaluate": EvaluateModel(**self.chain_kwargs()),
+            "model": TrainModel(**self.chain_kwargs()),
+            "split": SplitData(config_path=self.config_path, date=self.date),
         }
 
     def identity_params(self) -> Any:
@@ -269,7 +328,8 @@ class ValidateModel(PipelineTask):
     def run(self) -> None:
         cfg = self.cfg
         inputs = self.input()
-        model = _load_trained(self, inputs["model"])
+        self.set_tracking_url(_file_url(self.path("report.html")))
+        model = _load_trained(inputs["model"])
         train = data.read_parquet(inputs["split"]["train.parquet"].path)
         test = data.read_parquet(inputs["split"]["test.parquet"].path)
         scores = storage.read_json(inputs["evaluate"]["metrics.json"].path)
@@ -288,6 +348,7 @@ class ValidateModel(PipelineTask):
         champion_gate = self._champion_gate(scores, x_test, y_test)
         gates = verdict["gates"] + validation.threshold_gates(scores, cfg.gates) + [champion_gate]
         verdict = validation.summarise("model_evaluation", gates)
+        verdict["candidate"] = self.candidate
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
 
@@ -299,7 +360,7 @@ class ValidateModel(PipelineTask):
         version = pointer["version"]
         champion, manifest = registry.load_model(cfg.publish, cfg.name, version)
         try:
-            theirs = evaluate(cfg, champion, x_test, y_test)
+            theirs = metrics.score(cfg, champion, x_test, y_test)
             basis = "both models scored on this run's test set"
         except Exception as exc:  # a champion with another input schema cannot score our data
             theirs = manifest.get("metrics", {})
@@ -308,21 +369,27 @@ class ValidateModel(PipelineTask):
 
 
 class PublishModel(PipelineTask):
-    """When every blocking gate passed: a new immutable version, then the production pointer."""
+    """When every blocking gate passed: the best passing candidate becomes a new immutable
+    version, then the production pointer moves to it."""
 
     stage = "publish"
     files = ("published.json",)
 
-    def requires(self) -> dict[str, PipelineTask]:
+    def requires(self) -> dict[str, Any]:
         kw = {"config_path": self.config_path, "date": self.date}
         return {
             "data": ExtractData(**kw),
             "data_gate": ValidateData(**kw),
             "split": SplitData(**kw),
             "split_gate": ValidateSplit(**kw),
-            "model": TrainModel(**kw),
-            "evaluate": EvaluateModel(**kw),
-            "model_gate": ValidateModel(**kw),
+            "candidates": {
+                name: {
+                    "model": TrainModel(candidate=name, **kw),
+                    "evaluate": EvaluateModel(candidate=name, **kw),
+                    "model_gate": ValidateModel(candidate=name, **kw),
+                }
+                for name in self.cfg.models()
+            },
         }
 
     @property
@@ -342,36 +409,68 @@ class PublishModel(PipelineTask):
         cfg = self.cfg
         req = self.requires()
         inputs = self.input()
-        verdicts = {
+        stages = {
             key: _require_passed(inputs[key]["verdict.json"].path)
-            for key in ("data_gate", "split_gate", "model_gate")
+            for key in ("data_gate", "split_gate")
         }
-        self.progress(10, "collecting artifacts")
-        evaluate_task = req["evaluate"]
-        assert isinstance(evaluate_task, EvaluateModel)
-        plots = storage.read_json(inputs["evaluate"]["plots.json"].path)
-        files: dict[str, bytes] = {
-            registry.MODEL_FILE: storage.read_bytes(inputs["model"]["model.joblib"].path),
-            "metrics.json": storage.read_bytes(inputs["evaluate"]["metrics.json"].path),
-            "predictions.parquet": storage.read_bytes(
-                inputs["evaluate"]["predictions.parquet"].path
-            ),
-            "verdict.json": storage.dumps_json(
-                {
-                    "passed": True,
-                    "stages": {v["stage"]: v for v in verdicts.values()},
+        outcomes = {
+            name: {
+                "verdict": storage.read_json(chain["model_gate"]["verdict.json"].path),
+                "metrics": storage.read_json(chain["evaluate"]["metrics.json"].path),
+                "verdict_path": chain["model_gate"]["verdict.json"].path,
+            }
+            for name, chain in inputs["candidates"].items()
+        }
+        chosen = validation.select_candidate(cfg, outcomes)
+        if chosen is None:
+            failures = [
+                (f"{name}: {f}" if cfg.candidates else f)
+                for name, o in outcomes.items()
+                for f in o["verdict"]["blocking_failures"]
+            ]
+            paths = [o["verdict_path"] for o in outcomes.values()]
+            raise GateFailed("model_evaluation", failures, ", ".join(paths))
+        model_verdict = outcomes[chosen]["verdict"]
+        chain_in, chain_req = inputs["candidates"][chosen], req["candidates"][chosen]
+
+        self.progress(10, f"collecting the artifacts of candidate {chosen}")
+        plots = storage.read_json(chain_in["evaluate"]["plots.json"].path)
+        verdict = {
+            "passed": True,
+            "selected": chosen,
+            "selection_metric": cfg.selection_metric(),
+            "stages": {
+                "data_integrity": stages["data_gate"],
+                "train_test": stages["split_gate"],
+                "model_evaluation": model_verdict,
+            },
+            "candidates": {
+                name: {
+                    "passed": o["verdict"]["passed"],
+                    "blocking_failures": o["verdict"]["blocking_failures"],
+                    cfg.selection_metric(): o["metrics"].get(cfg.selection_metric()),
                 }
+                for name, o in outcomes.items()
+            },
+        }
+        files: dict[str, bytes] = {
+            registry.MODEL_FILE: storage.read_bytes(chain_in["model"]["model.joblib"].path),
+            "metrics.json": storage.read_bytes(chain_in["evaluate"]["metrics.json"].path),
+            "predictions.parquet": storage.read_bytes(
+                chain_in["evaluate"]["predictions.parquet"].path
             ),
+            "verdict.json": storage.dumps_json(verdict),
         }
         for name in plots:
-            files[f"plots/{name}"] = storage.read_bytes(evaluate_task.plot_path(name))
-        for key, report in (
-            ("data_gate", "data_integrity"),
-            ("split_gate", "train_test"),
-            ("model_gate", "model_evaluation"),
-        ):
-            files[f"reports/{report}.html"] = storage.read_bytes(inputs[key]["report.html"].path)
-        train_info = storage.read_json(inputs["model"]["train.json"].path)
+            files[f"plots/{name}"] = storage.read_bytes(chain_req["evaluate"].plot_path(name))
+        reports = {
+            "data_integrity": inputs["data_gate"]["report.html"],
+            "train_test": inputs["split_gate"]["report.html"],
+            "model_evaluation": chain_in["model_gate"]["report.html"],
+        }
+        for report, target in reports.items():
+            files[f"reports/{report}.html"] = storage.read_bytes(target.path)
+        train_info = storage.read_json(chain_in["model"]["train.json"].path)
         files["schema.json"] = storage.dumps_json(
             {
                 "features": train_info["features"],
@@ -380,12 +479,14 @@ class PublishModel(PipelineTask):
                 "task": cfg.task,
             }
         )
-        manifest = self._manifest(req, train_info)
+        # A few test rows in the body format of POST /predict (mlcd serve); see docs/serving.md.
+        test = data.read_parquet(inputs["split"]["test.parquet"].path)
+        files[registry.EXAMPLE_FILE] = registry.input_example(test, train_info["features"])
+        manifest = self._manifest(req, chosen, train_info)
         self.progress(60, f"publishing version {self.version}")
         created = registry.publish_version(cfg.publish, cfg.name, self.version, files, manifest)
         promote = created or not registry.ever_promoted(cfg.publish, cfg.name, self.version)
         if promote:
-            model_verdict = verdicts["model_gate"]
             champion: dict[str, Any] = next(
                 (g for g in model_verdict["gates"] if g["kind"] == "champion"), {}
             )
@@ -396,6 +497,7 @@ class PublishModel(PipelineTask):
                 actor="run",
                 reason=f"retrain of {self.date.isoformat()} passed all blocking gates",
                 extra={
+                    "candidate": chosen,
                     "metric_delta": {champion.get("metric"): champion.get("delta")},
                     "gates_passed": True,
                 },
@@ -404,40 +506,47 @@ class PublishModel(PipelineTask):
             "published.json",
             {
                 "version": self.version,
-                "location": registry.version_dir(cfg.publish, cfg.name, self.version),
+                "candidate": chosen,
+                # Relative to the registry: no absolute path inside a digested output.
+                "path": f"{cfg.name}/versions/{self.version}",
                 "promoted": promote,
             },
         )
 
-    def _manifest(self, req: dict[str, PipelineTask], train_info: dict[str, Any]) -> dict[str, Any]:
-        cfg = self.cfg
-        from mlcd.fingerprint import digest
+    def _manifest(
+        self, req: dict[str, Any], chosen: str, train_info: dict[str, Any]
+    ) -> dict[str, Any]:
+        # The same record `mlcd run` writes for the run (mlcd/lineage.py), with this version's.
+        manifest = lineage.build_manifest(self, kind="version")
+        chain = req["candidates"][chosen]
+        manifest.update(
+            version=self.version,
+            candidate=chosen,
+            metrics=storage.read_json(chain["evaluate"].output()["metrics.json"].path),
+        )
+        return manifest
 
-        tasks = {}
-        for task in req.values():
-            outputs = {}
-            for name, target in task.output().items():
-                outputs[name] = sha256_bytes(storage.read_bytes(target.path))
-            tasks[task.get_task_family()] = {
-                "identity": task.identity,
-                "params": task.identity_params(),
-                "outputs": outputs,
-            }
-        extract = storage.read_json(req["data"].output()["extract.json"].path)
-        return {
-            "model": cfg.name,
-            "version": self.version,
-            "run_date": self.date.isoformat(),
-            "command": sys.argv,
-            "config": cfg.public_dict(),
-            "config_digest": digest(cfg.public_dict()),
-            "source_fingerprint": extract["source_fingerprint"],
-            "snapshot_sha256": extract["snapshot_sha256"],
-            "seeds": {"split": cfg.split.seed, "model": train_info["params"].get("random_state")},
-            "metrics": storage.read_json(req["evaluate"].output()["metrics.json"].path),
-            "tasks": tasks,
-            "environment": environment(),
-        }
+    def artifacts(self) -> dict[str, str]:
+        """published.json, and the version's files (listed by its manifest)."""
+        cfg = self.cfg
+        folder = registry.version_dir(cfg.publish, cfg.name, self.version)
+        files = {"published.json": self.path("published.json")}
+        files[registry.MANIFEST_FILE] = storage.join(folder, registry.MANIFEST_FILE)
+        try:
+            manifest = registry.read_manifest(cfg.publish, cfg.name, self.version)
+        except storage.StorageError:
+            return files
+        artifacts = manifest.get("artifacts")
+        for rel in sorted(artifacts if isinstance(artifacts, dict) else {}):
+            files[rel] = storage.join(folder, rel)
+        return files
+
+
+def _file_url(path: str) -> str:
+    """A link the Luigi web UI shows for a task (its report, once written)."""
+    import os
+
+    return "file://" + os.path.abspath(path) if "://" not in path else path
 
 
 class RetrainPipeline(luigi.WrapperTask):

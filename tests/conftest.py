@@ -87,3 +87,62 @@ def config_in(tmp_path: Path) -> Callable[..., Path]:
         return write_config(tmp_path, base, **changes)
 
     return make
+
+
+# --- reproducibility and lineage (tests/test_lineage.py, tests/test_reproduce_e2e.py) ---------
+
+NO_SUITES = {s: {"enabled": False} for s in ("data_integrity", "train_test", "model_evaluation")}
+
+
+def csv_source(folder: Path, rows: int | None = None, name: str = "data.csv") -> Path:
+    """scikit-learn's breast-cancer data as a CSV file in ``folder`` (its first ``rows`` rows)."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    (frame if rows is None else frame.iloc[:rows]).to_csv(path, index=False)
+    return path
+
+
+def csv_config(folder: Path, *, suites: bool = True, **changes: Any) -> Path:
+    """The default pipeline reading ``folder/data.csv`` (written if missing); without the
+    deepchecks suites (seconds instead of a dozen) unless ``suites``."""
+    if not (folder / "data.csv").exists():
+        csv_source(folder)
+    path = write_config(folder, source={"path": "data.csv"}, **changes)
+    data = yaml.safe_load(path.read_text())
+    data["source"] = {"path": "data.csv"}
+    if not suites:
+        data["validation"] = NO_SUITES
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def set_model_params(config: Path, **params: Any) -> None:
+    """Replace the config's model parameters (``write_config`` would merge them)."""
+    data = yaml.safe_load(config.read_text())
+    data["model"]["params"] = params
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+class _PickleThatWrites:
+    """Unpickling this creates ``marker``: proof, when the file is absent, that a tampered model
+    was never loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def evil_pickle(marker: Path) -> bytes:
+    """joblib bytes that create ``marker`` when they are loaded."""
+    import io
+
+    import joblib
+
+    buf = io.BytesIO()
+    joblib.dump(_PickleThatWrites(marker), buf)
+    return buf.getvalue()

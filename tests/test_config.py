@@ -168,13 +168,54 @@ def test_unknown_task_type_lists_the_allowed_task_types(tmp_path):
     assert "classification" in message and "regression" in message
 
 
-@pytest.mark.parametrize(
-    "key", ["name", "task", "source", "target", "model", "workspace", "publish"]
-)
+@pytest.mark.parametrize("key", ["name", "task", "source", "target", "workspace", "publish"])
 def test_missing_required_top_level_key_is_named(tmp_path, key):
     data = base()
     del data[key]
     assert f"missing required key '{key}'" in config_error(tmp_path, data)
+
+
+def test_neither_model_nor_candidates_is_named(tmp_path):
+    data = base()
+    del data["model"]
+    message = config_error(tmp_path, data)
+    assert "exactly one of 'model'" in message and "'candidates'" in message
+
+
+def test_both_model_and_candidates_is_an_error(tmp_path):
+    data = base()
+    data["candidates"] = [{"name": "lr", "estimator": "sklearn.linear_model.LogisticRegression"}]
+    assert "exactly one of 'model'" in config_error(tmp_path, data)
+
+
+def test_candidate_grid_loads_in_order_and_names_must_be_unique(tmp_path):
+    data = base()
+    del data["model"]
+    data["candidates"] = [
+        {"name": "rf", "estimator": "sklearn.ensemble.RandomForestClassifier"},
+        {
+            "name": "lr",
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"max_iter": 500},
+        },
+    ]
+    data["selection"] = {"metric": "roc_auc"}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    assert list(cfg.models()) == ["rf", "lr"]
+    assert cfg.models()["lr"].params == {"max_iter": 500}
+    assert cfg.selection_metric() == "roc_auc"
+    data["candidates"][1]["name"] = "rf"
+    assert "duplicated name(s) rf" in config_error(tmp_path, data)
+
+
+def test_candidate_with_a_bad_estimator_is_named_by_candidate(tmp_path):
+    data = base()
+    del data["model"]
+    data["candidates"] = [{"name": "typo", "estimator": "sklearn.linear_model.LogisticRegresion"}]
+    message = config_error(tmp_path, data)
+    assert "candidates[typo].estimator" in message and "cannot import" in message
 
 
 def test_missing_required_nested_key_is_named_by_its_full_path(tmp_path):

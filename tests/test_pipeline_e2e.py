@@ -60,6 +60,7 @@ def test_default_pipeline_publishes_model_metrics_plots_reports_and_manifest(bas
     assert production(registry, "breast-cancer") == version
     folder = registry / "breast-cancer" / "versions" / version
     assert tree_files(folder) == [
+        "input_example.json",
         "manifest.json",
         "metrics.json",
         "model.joblib",
@@ -111,7 +112,10 @@ def test_second_run_runs_no_task_and_publishes_nothing(baseline: Path, tmp_path:
     assert code == 0, err
     assert report["ran"] == []
     assert report["already_complete"] == ALL_TASKS
-    assert tree_files(folder) == before
+    # Only the run's own manifest is new (every run records one, also a run with nothing to do).
+    assert tree_files(folder) == sorted(
+        [*before, f"workspace/runs/{report['run_id']}/manifest.json"]
+    )
     assert len((folder / "registry/breast-cancer/promotions.jsonl").read_text().splitlines()) == 1
 
 
@@ -332,6 +336,7 @@ def test_single_class_data_is_a_data_error_and_writes_no_model(tmp_path: Path):
     assert not (tmp_path / "workspace" / "extract").exists() or not any(
         (tmp_path / "workspace" / "extract").rglob("*.parquet")
     )
+    assert not (tmp_path / "workspace" / "snapshots").exists()  # no snapshot of bad data
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,610 @@
+"""``mlcd reproduce``: run a recorded run again from its snapshot, config and seeds in a scratch
+workspace and registry, and compare every output with the manifest, task by task.
+
+The real workspace and registry are only read: the reproduction writes under its own folder,
+and the champion the recorded run was compared with is copied into the scratch registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlcd import data, lineage, registry, storage
+from mlcd.config import PipelineConfig, parse_config
+from mlcd.errors import ConfigError, StorageError, UsageError
+from mlcd.fingerprint import sha256_bytes
+from mlcd.lineage import Subject
+
+
+@dataclasses.dataclass
+class OutputCheck:
+    name: str
+    compare: str
+    result: str  # identical, different, not compared
+    detail: str = ""
+
+
+@dataclasses.dataclass
+class TaskCheck:
+    label: str
+    result: str  # identical, different, missing, not run
+    outputs: list[OutputCheck] = dataclasses.field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result in ("identical", "not run")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Reproduction:
+    subject: Subject
+    tasks: list[TaskCheck]
+    warnings: list[str]
+    scratch: str
+    kept: bool
+    run_id: str
+    seconds: float
+    champion: str | None
+    champion_compared: bool
+
+    @property
+    def identical(self) -> bool:
+        return all(t.ok for t in self.tasks)
+
+    @property
+    def first_difference(self) -> TaskCheck | None:
+        return next((t for t in self.tasks if not t.ok), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        first = self.first_difference
+        return {
+            "subject": {
+                "kind": self.subject.kind,
+                "id": self.subject.id,
+                "model": self.subject.model,
+            },
+            "run_id": self.subject.manifest.get("run_id"),
+            "identical": self.identical,
+            "first_difference": first.as_dict() if first else None,
+            "tasks": [t.as_dict() for t in self.tasks],
+            "warnings": self.warnings,
+            "champion": self.champion,
+            "champion_compared": self.champion_compared,
+            "reproduction_run_id": self.run_id,
+            "scratch": self.scratch if self.kept else None,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# --- the snapshot ----------------------------------------------------------------------------
+
+
+def find_snapshot(subject: Subject, workspaces: list[str]) -> tuple[str, bytes]:
+    """The recorded snapshot's location and bytes, checked against its digest."""
+    sha = subject.manifest.get("snapshot_sha256")
+    if not sha:
+        failures = subject.manifest.get("failures") or []
+        why = (
+            f" ({failures[0].get('message')})" if failures and isinstance(failures[0], dict) else ""
+        )
+        raise UsageError(
+            f"{subject} has no snapshot: it stopped before the data was extracted{why}; there "
+            "is nothing to reproduce"
+        )
+    looked = []
+    for workspace in dict.fromkeys(w for w in workspaces if w):
+        path = data.snapshot_path(workspace, str(sha))
+        looked.append(path)
+        if storage.exists(path):
+            blob = storage.read_bytes(path)
+            actual = sha256_bytes(blob)
+            if actual != sha:
+                raise StorageError(
+                    f"the snapshot of {subject}, {path!r}, is corrupted (its sha256 is "
+                    f"{actual[:12]}, not {str(sha)[:12]}): it cannot be reproduced from it. "
+                    "Restore the file from a backup of the workspace"
+                )
+            return path, blob
+    raise StorageError(
+        f"the snapshot of {subject} (sha256 {str(sha)[:12]}) is gone: it is not at "
+        f"{' nor '.join(repr(p) for p in looked)}. It was deleted, so the run cannot be "
+        "reproduced; restore it from a backup of the workspace"
+    )
+
+
+# --- the scratch pipeline --------------------------------------------------------------------
+
+
+def _scratch(workdir: str | None) -> tuple[str, bool]:
+    """The folder the reproduction works in, and whether it is removed at the end."""
+    if workdir is None:
+        return tempfile.mkdtemp(prefix="mlcd-reproduce-"), True
+    folder = os.path.abspath(workdir)
+    if os.path.isdir(folder) and os.listdir(folder):
+        raise UsageError(
+            f"--workdir {workdir!r} is not empty; a reproduction needs a fresh folder (an earlier "
+            "reproduction's outputs would be reused instead of recomputed)"
+        )
+    os.makedirs(folder, exist_ok=True)
+    return folder, False
+
+
+def scratch_config(subject: Subject, scratch: str, snapshot: bytes) -> tuple[str, PipelineConfig]:
+    """The recorded config, reading the recorded snapshot, with workspace and registry inside
+    the scratch folder."""
+    sha = str(subject.manifest["snapshot_sha256"])
+    source = storage.join(scratch, "source", f"{sha}.parquet")
+    storage.write_bytes(source, snapshot)
+    recorded = dict(subject.manifest["config"])
+    recorded.update(
+        source={"path": source, "format": "parquet"},
+        workspace=storage.join(scratch, "workspace"),
+        publish=storage.join(scratch, "registry"),
+    )
+    path = storage.join(scratch, "config.yaml")
+    try:
+        cfg = parse_config(recorded, f"the recorded config of {subject}", Path(scratch))
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}. This mlcd no longer accepts the config the run was made with; reproduce it "
+            "with the mlcd of the recorded commit"
+        ) from None
+    import yaml
+
+    storage.write_bytes(path, yaml.safe_dump(recorded, sort_keys=False).encode())
+    return path, cfg
+
+
+def _settings(config: dict[str, Any]) -> str:
+    """A config's digest without its locations (which a reproduction changes)."""
+    from mlcd.fingerprint import digest
+
+    return digest({k: v for k, v in config.items() if k not in ("source", "workspace", "publish")})
+
+
+def recorded_champions(subject: Subject) -> list[str]:
+    """The version(s) in production that the recorded run's model gates compared with."""
+    found = {
+        str(r["champion_version"])
+        for r in subject.manifest["tasks"].values()
+        if isinstance(r, dict) and r.get("champion_version")
+    }
+    if not found and subject.version_folder is not None:
+        # Manifests without champion records: the version's own verdict names it.
+        verdict_path = storage.join(subject.version_folder, registry.VERDICT_FILE)
+        try:
+            verdict = storage.read_json(verdict_path) if storage.exists(verdict_path) else {}
+        except StorageError:
+            verdict = {}
+        stage = ((verdict or {}).get("stages") or {}).get("model_evaluation") or {}
+        for gate in stage.get("gates") or []:
+            if isinstance(gate, dict) and gate.get("kind") == "champion":
+                if gate.get("champion_version"):
+                    found.add(str(gate["champion_version"]))
+    return sorted(found)
+
+
+def restore_champion(
+    publishes: list[str], model: str, version: str, scratch_publish: str
+) -> str | None:
+    """Copy the champion version into the scratch registry and put it in production there, so
+    the champion gate is computed as it was. A reason why not, or None when restored."""
+    for publish in dict.fromkeys(p for p in publishes if p):
+        if version not in registry.version_ids(publish, model):
+            continue
+        try:
+            manifest = registry.read_manifest(publish, model, version)
+        except StorageError as exc:
+            return f"its manifest is unreadable ({exc})"
+        files = {
+            rel: registry.verified_bytes(publish, model, version, rel, manifest)
+            for rel in sorted(manifest.get("artifacts") or {})
+        }
+        files[registry.MANIFEST_FILE] = storage.read_bytes(
+            storage.join(registry.version_dir(publish, model, version), registry.MANIFEST_FILE)
+        )
+        storage.publish_dir(registry.version_dir(scratch_publish, model, version), files)
+        registry.set_production(
+            scratch_publish,
+            model,
+            version,
+            actor="reproduce",
+            reason="the champion the recorded run was compared with",
+            extra={},
+        )
+        return None
+    return f"version {version} is no longer in the registry"
+
+
+# --- comparing -------------------------------------------------------------------------------
+
+
+def _load(output: dict[str, Any], roots: dict[str, str]) -> bytes | None:
+    """An output's bytes where they are and still match their record (else None)."""
+    path = lineage.resolve(output, roots)
+    if path is None or not storage.exists(path):
+        return None
+    blob = storage.read_bytes(path)
+    return blob if sha256_bytes(blob) == output.get("sha256") else None
+
+
+def _frame(blob: bytes | None) -> Any:
+    if blob is None:
+        return None
+    import io
+
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(io.BytesIO(blob))
+    except Exception:
+        return None
+
+
+def _json(blob: bytes | None) -> Any:
+    try:
+        return json.loads(blob) if blob is not None else None
+    except ValueError:
+        return None
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _frame_difference(name: str, old: Any, new: Any) -> str:
+    if old.shape != new.shape or list(old.columns) != list(new.columns):
+        return (
+            f"{name}: {old.shape[0]} rows x {old.shape[1]} columns recorded, "
+            f"{new.shape[0]} x {new.shape[1]} reproduced"
+        )
+    if name == "predictions.parquet" and "predicted" in old.columns:
+        changed = int((old["predicted"].to_numpy() != new["predicted"].to_numpy()).sum())
+        text = f"test-set predictions differ in {changed} of {len(old)} rows"
+        proba = [c for c in old.columns if str(c).startswith("proba")]
+        if proba:
+            gap = float((old[proba] - new[proba]).abs().to_numpy().max())
+            text += f"; probabilities differ by up to {gap:.3g}"
+        return text
+    rows = int((old.fillna(0).to_numpy() != new.fillna(0).to_numpy()).any(axis=1).sum())
+    if not old.index.equals(new.index):
+        return f"{name}: other rows (the index differs)"
+    return (
+        f"{name}: {rows} of {len(old)} rows differ" if rows else f"{name}: same values, other bytes"
+    )
+
+
+def _metrics_difference(old: Any, new: Any) -> str:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "metrics differ"
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    scalar = [k for k in keys if not isinstance(old.get(k, new.get(k)), dict | list)]
+    shown = [f"{k} {_number(old.get(k))} -> {_number(new.get(k))}" for k in scalar[:6]]
+    shown += [f"{k} differs" for k in keys if k not in scalar][:3]
+    return "metrics differ: " + ", ".join(shown) + (", ..." if len(scalar) > 6 else "")
+
+
+def _outcome_difference(old: Any, new: Any) -> str:
+    def flat(outcomes: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(outcomes, dict):
+            return {}
+        if "stages" in outcomes:
+            out: dict[str, Any] = {
+                "passed": outcomes.get("passed"),
+                "selected": outcomes.get("selected"),
+            }
+            for stage, value in (outcomes.get("stages") or {}).items():
+                out.update(flat(value, f"{stage}: "))
+            return out
+        out = {f"{prefix}passed": outcomes.get("passed")}
+        for _kind, what, result, blocking in outcomes.get("gates") or []:
+            out[f"{prefix}{what}"] = f"{result}{' (blocking)' if blocking else ''}"
+        return out
+
+    before, after = flat(old), flat(new)
+    changes = [
+        f"{key}: {before.get(key, 'absent')} -> {after.get(key, 'absent')}"
+        for key in list(before) + [k for k in after if k not in before]
+        if before.get(key) != after.get(key)
+    ]
+    if not changes:
+        return "gate outcomes differ in order"
+    return "gates differ: " + "; ".join(changes[:4]) + ("; ..." if len(changes) > 4 else "")
+
+
+def explain(
+    family: str,
+    name: str,
+    mode: str,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_roots: dict[str, str],
+    new_roots: dict[str, str],
+    champion: bool,
+) -> str:
+    """How an output differs, in words: model bytes, metrics, predictions, rows, gates..."""
+    if mode == "verdict":
+        old_o, new_o = old.get("outcomes"), new.get("outcomes")
+        if not champion:
+            old_o, new_o = lineage.without_champion(old_o), lineage.without_champion(new_o)
+        return _outcome_difference(old_o, new_o)
+    digests = (
+        f"sha256 {str(old.get('sha256'))[:12]} recorded, {str(new.get('sha256'))[:12]} reproduced"
+    )
+    before, after = _load(old, old_roots), _load(new, new_roots)
+    if name == "model.joblib":
+        return f"model bytes differ ({digests}; {old.get('bytes')} vs {new.get('bytes')} bytes)"
+    if before is None:
+        return f"{name} differs ({digests}; the original file is no longer there to compare)"
+    if name.endswith(".parquet"):
+        old_f, new_f = _frame(before), _frame(after)
+        if old_f is not None and new_f is not None:
+            return _frame_difference(name, old_f, new_f)
+    if name == "metrics.json":
+        return _metrics_difference(_json(before), _json(after))
+    if name.endswith(".json"):
+        old_j, new_j = _json(before), _json(after)
+        if isinstance(old_j, dict) and isinstance(new_j, dict):
+            ignored = lineage.IGNORED_KEYS.get((family, name), ())
+            keys = [
+                k
+                for k in sorted(set(old_j) | set(new_j))
+                if old_j.get(k) != new_j.get(k) and k not in ignored
+            ]
+            if keys:
+                return f"{name}: {', '.join(keys)} differ{'s' if len(keys) == 1 else ''}"
+            return f"{name}: other bytes"
+    return f"{name} differs ({digests})"
+
+
+def compare(
+    recorded: dict[str, Any],
+    reproduced: dict[str, Any],
+    *,
+    old_roots: dict[str, str],
+    new_roots: dict[str, str],
+    champion: bool,
+    candidates: list[str],
+) -> list[TaskCheck]:
+    """Every recorded task's outputs against the reproduction's, in pipeline order."""
+    new_tasks = reproduced["tasks"]
+    failures = {f.get("task"): f for f in reproduced.get("failures") or [] if isinstance(f, dict)}
+    checks = []
+    for label in lineage.ordered(recorded, candidates):
+        rec, new = recorded[label], new_tasks.get(label)
+        done = bool(new and new.get("complete"))
+        if not rec.get("complete", True):
+            result = "different" if done else "not run"
+            detail = "the recorded run did not complete it; the reproduction did" if done else ""
+            checks.append(TaskCheck(label, result, detail=detail))
+            continue
+        if not done:
+            failure = failures.get(label)
+            why = f"{failure['kind']}: {failure['message']}" if failure else "it did not run"
+            checks.append(
+                TaskCheck(label, "missing", detail=f"not completed in the reproduction ({why})")
+            )
+            continue
+        assert new is not None
+        outputs = []
+        for name, old in sorted(rec.get("outputs", {}).items()):
+            mode = str(old.get("compare") or lineage.compare_mode(rec["family"], name))
+            if mode == "none" or old.get("missing"):
+                continue
+            out = new["outputs"].get(name) or {"missing": True}
+            if out.get("missing"):
+                outputs.append(OutputCheck(name, mode, "different", f"{name} was not produced"))
+                continue
+            if mode == "bytes":
+                same: bool | None = old.get("sha256") == out.get("sha256")
+            elif mode == "record":
+                theirs = old.get("compared_sha256")
+                same = None if theirs is None else theirs == out.get("compared_sha256")
+            else:
+                old_o, new_o = old.get("outcomes"), out.get("outcomes")
+                if not champion:
+                    old_o, new_o = lineage.without_champion(old_o), lineage.without_champion(new_o)
+                same = None if old_o is None else old_o == new_o
+            if same is None:
+                outputs.append(
+                    OutputCheck(
+                        name, mode, "not compared", "the manifest records no comparable form"
+                    )
+                )
+            elif same:
+                outputs.append(OutputCheck(name, mode, "identical"))
+            else:
+                detail = explain(
+                    rec["family"], name, mode, old, out, old_roots, new_roots, champion
+                )
+                outputs.append(OutputCheck(name, mode, "different", detail))
+        differing = [o for o in outputs if o.result == "different"]
+        checks.append(
+            TaskCheck(
+                label,
+                "different" if differing else "identical",
+                outputs,
+                "; ".join(o.detail for o in differing),
+            )
+        )
+    return checks
+
+
+# --- the whole reproduction ------------------------------------------------------------------
+
+
+def reproduce(
+    cfg: PipelineConfig,
+    subject: Subject,
+    *,
+    workdir: str | None = None,
+    keep: bool = False,
+    say: Callable[[str], None] = lambda _: None,
+) -> Reproduction:
+    """Re-execute ``subject`` in a scratch workspace and compare it with its manifest."""
+    import tasks
+    from mlcd.cli import execute
+    from mlcd.fingerprint import code_version
+    from mlcd.run_report import collect
+
+    manifest = subject.manifest
+    recorded_cfg = manifest["config"]
+    warnings: list[str] = []
+    _, snapshot = find_snapshot(subject, [cfg.workspace, str(recorded_cfg.get("workspace") or "")])
+    for difference in lineage.environment_differences(manifest.get("environment")):
+        warnings.append(f"library versions differ: {difference}")
+    env = manifest.get("environment") or {}
+    here = code_version()
+    if env.get("git_commit") and here.get("git_commit") != env.get("git_commit"):
+        warnings.append(
+            f"the code differs: recorded at git {str(env.get('git_commit'))[:12]}, running "
+            f"{str(here.get('git_commit'))[:12]}"
+        )
+    for name, params in ((manifest.get("seeds") or {}).get("models") or {}).items():
+        unseeded = [k for k, v in params.items() if v is None]
+        if unseeded:
+            warnings.append(
+                f"{'the model' if name == 'model' else f'candidate {name}'} sets no "
+                f"{', '.join(unseeded)}: if its estimator is random, its training will not "
+                "reproduce"
+            )
+
+    scratch, temporary = _scratch(workdir)
+    kept = keep or not temporary
+    started = time.monotonic()
+    try:
+        config_path, scratch_cfg = scratch_config(subject, scratch, snapshot)
+        if _settings(scratch_cfg.public_dict()) != _settings(recorded_cfg):
+            warnings.append(
+                "the recorded config reads differently with this mlcd (changed defaults?); "
+                "the reproduction uses this mlcd's reading of it"
+            )
+        champions = recorded_champions(subject)
+        champion_ok = True
+        publishes = [cfg.publish, str(recorded_cfg.get("publish") or "")]
+        for version in champions:
+            problem = restore_champion(publishes, subject.model, version, scratch_cfg.publish)
+            if problem is not None:
+                champion_ok = False
+                warnings.append(
+                    f"the champion the run was compared with, version {version}, cannot be "
+                    f"restored ({problem}): the champion gate is left out of the comparison"
+                )
+        say(
+            f"reproducing {subject} (run {manifest.get('run_id')}, date "
+            f"{manifest['run_date']}) in {scratch}"
+        )
+
+        date = dt.date.fromisoformat(str(manifest["run_date"]))
+        root = tasks.RetrainPipeline(config_path=config_path, date=date)
+        run_id = lineage.new_run_id()
+        started_at = dt.datetime.now(dt.UTC)
+        scheduler = {"local_scheduler": True}  # never a shared luigid: this is a private run
+        result, failures = execute(root, workers=1, scheduler=scheduler, run_id=run_id)
+        report = collect(root, result, failures)
+        code = 0 if report["ok"] else int(failures[0]["exit_code"]) if failures else 5
+        reproduced = lineage.run_manifest(
+            root,
+            report,
+            run_id=run_id,
+            started_at=started_at,
+            exit_code=code,
+            scheduler=scheduler,
+            workers=1,
+        )
+        lineage.write_run_manifest(scratch_cfg.workspace, reproduced)
+        old_roots = {
+            "workspace": cfg.workspace,
+            "publish": cfg.publish,
+            "version": subject.version_folder or "",
+        }
+        new_roots = {"workspace": scratch_cfg.workspace, "publish": scratch_cfg.publish}
+        candidates = [c.name for c in scratch_cfg.candidates or []]
+        checks = compare(
+            lineage.recorded_tasks(manifest, subject.version_folder),
+            reproduced,
+            old_roots=old_roots,
+            new_roots=new_roots,
+            champion=champion_ok,
+            candidates=candidates,
+        )
+        return Reproduction(
+            subject=subject,
+            tasks=checks,
+            warnings=warnings,
+            scratch=scratch,
+            kept=kept,
+            run_id=run_id,
+            seconds=time.monotonic() - started,
+            champion=champions[0] if champions else None,
+            champion_compared=champion_ok,
+        )
+    finally:
+        if not kept:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def render(rep: Reproduction) -> str:
+    lines = [f"warning: {warning}" for warning in rep.warnings]
+    champion = (
+        "none (the first version)"
+        if rep.champion is None
+        else f"version {rep.champion}" + ("" if rep.champion_compared else " (not restorable)")
+    )
+    lines.append(
+        f"mlcd reproduce: {rep.subject} (run {rep.subject.manifest.get('run_id')}, date "
+        f"{rep.subject.manifest.get('run_date')}), champion {champion}"
+    )
+    for check in rep.tasks:
+        compared = [o for o in check.outputs if o.result != "not compared"]
+        names = ", ".join(
+            o.name + (" (gate outcomes)" if o.compare == "verdict" else "") for o in compared
+        )
+        lines.append(f"  {check.label:<24} {check.result:<10} {names}".rstrip())
+        differing = [o for o in check.outputs if o.result == "different"]
+        for output in differing:
+            lines.append(f"      {output.detail}")
+        if not check.ok and not differing and check.detail:
+            lines.append(f"      {check.detail}")
+        skipped = [o.name for o in check.outputs if o.result == "not compared"]
+        if skipped:
+            lines.append(f"      not compared: {', '.join(skipped)} (no comparable record)")
+    outputs = sum(1 for t in rep.tasks for o in t.outputs if o.result != "not compared")
+    first = rep.first_difference
+    if first is None:
+        lines.append(
+            f"identical: {len(rep.tasks)} tasks, {outputs} outputs match the manifest "
+            f"(reproduced in {rep.seconds:.1f}s)"
+        )
+    else:
+        lines.append(
+            f"DIFFERENT: the first task whose output differs is {first.label}: "
+            f"{first_detail(first)} (reproduced in {rep.seconds:.1f}s)"
+        )
+    if rep.kept:
+        lines.append(f"the reproduction is kept in {rep.scratch}")
+    return "\n".join(lines)
+
+
+def first_detail(check: TaskCheck) -> str:
+    """The first difference of a task, in words (its model, metrics or predictions first)."""
+    differing = [o for o in check.outputs if o.result == "different"]
+    if not differing:
+        return check.detail
+    rank = {"model.joblib": 0, "metrics.json": 1, "predictions.parquet": 2}
+    differing.sort(key=lambda o: rank.get(o.name, 3))
+    more = len(differing) - 1
+    return differing[0].detail + (f" (and {more} more output(s))" if more else "")

@@ -1,0 +1,92 @@
+"""Scoring with a published model: check the input against its schema, predict, and shape the
+answer, for ``mlcd predict`` (files) and ``mlcd serve`` (JSON rows)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlcd.errors import DataError
+from mlcd.registry import LoadedVersion
+from mlcd.training import predict
+
+BODY_HELP = 'the body is a JSON object {"rows": [{"<column>": <value>, ...}, ...]}'
+
+
+def _score(loaded: LoadedVersion, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        return predict(loaded.model, x)
+    except (ValueError, TypeError) as exc:  # e.g. NaN where the estimator takes none
+        raise DataError(
+            f"model {loaded.name!r} version {loaded.version} cannot score this input: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
+
+
+def classes(loaded: LoadedVersion) -> list[Any] | None:
+    labels = getattr(loaded.model, "classes_", None)
+    return [_plain(c) for c in labels] if labels is not None else None
+
+
+def predict_frame(
+    loaded: LoadedVersion,
+    frame: pd.DataFrame,
+    keep: Sequence[str] = (),
+    hint: str = "",
+    text_numbers: bool = False,
+) -> pd.DataFrame:
+    """The ``keep`` columns of ``frame``, then ``prediction`` and (for classifiers) one
+    ``proba_<class>`` column per class; one row per input row, in input order."""
+    x = loaded.schema.conform(frame, keep=keep, hint=hint, text_numbers=text_numbers)
+    y_pred, proba = _score(loaded, x)
+    out = frame.loc[:, list(keep)].copy() if keep else pd.DataFrame(index=frame.index)
+    out["prediction"] = y_pred
+    labels = classes(loaded)
+    if proba is not None and labels is not None:
+        for i, label in enumerate(labels):
+            out[f"proba_{label}"] = proba[:, i]
+    return out
+
+
+def predict_rows(loaded: LoadedVersion, body: Any) -> dict[str, Any]:
+    """The answer of POST /predict for a parsed JSON ``body``."""
+    if not isinstance(body, dict) or "rows" not in body:
+        raise DataError(f"no 'rows' in the request: {BODY_HELP}")
+    unknown = sorted(set(body) - {"rows"})
+    if unknown:
+        shown = ", ".join(map(repr, unknown))
+        raise DataError(f"unknown key(s) {shown} in the request: {BODY_HELP}")
+    rows = body["rows"]
+    if isinstance(rows, list) and not rows:
+        raise DataError(f"'rows' is empty: nothing to score; {BODY_HELP}")
+    hint = f"GET /version describes the model; {BODY_HELP}"
+    x = loaded.schema.frame_from_records(rows, hint=hint)
+    y_pred, proba = _score(loaded, x)
+    answer: dict[str, Any] = {
+        "model": loaded.name,
+        "version": loaded.version,
+        "n": len(x),
+        "predictions": _json_list(y_pred),
+    }
+    labels = classes(loaded)
+    if proba is not None and labels is not None:
+        answer["classes"] = labels
+        answer["probabilities"] = _json_list(proba)
+    return answer
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _json_list(values: np.ndarray) -> list[Any]:
+    """A JSON-ready list: numpy scalars as Python ones, NaN as null."""
+    array = np.asarray(values)
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        array = array.astype(object)
+        array[pd.isna(array)] = None
+    out: list[Any] = array.tolist()
+    return out

@@ -1,0 +1,437 @@
+"""mlcd as it is deployed: a real luigid, several worker processes, cron's environment, the
+Luigi web UI in a real headless browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import MLCD, ROOT, production, run_json, versions, write_config
+
+pytestmark = pytest.mark.e2e
+BIN = Path(MLCD).parent
+SLOW = {"PYTHONPATH": str(ROOT / "tests")}  # makes tests/slow_estimator.py importable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Luigid:
+    port: int
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, method: str, **data: Any) -> Any:
+        query = urllib.parse.urlencode({"data": json.dumps(data)})
+        with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as resp:
+            return json.loads(resp.read())["response"]
+
+    def args(self) -> list[str]:
+        return ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(self.port)]
+
+
+@pytest.fixture(scope="module")
+def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Luigid]:
+    """A real luigid on a free loopback port, with the shipped luigi.cfg except that at most one
+    training task may run at once (so the [resources] cap can be seen)."""
+    folder = tmp_path_factory.mktemp("luigid")
+    (folder / ".mlcd" / "luigid").mkdir(parents=True)  # task history database folder
+    (folder / "logs").mkdir()
+    cfg = (ROOT / "luigi.cfg").read_text().replace("training = 2", "training = 1")
+    (folder / "luigi.cfg").write_text(cfg)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(BIN / "luigid"),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--logdir",
+            str(folder / "logs"),
+            "--state-path",
+            str(folder / "state.pickle"),
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "luigid.err", "w"),
+    )
+    server = Luigid(port, folder)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            server.api("task_list", status="DONE", upstream_status="", search="")
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"luigid did not start: {(folder / 'luigid.err').read_text()}")
+            time.sleep(0.3)
+    yield server
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _names(tasks: dict[str, Any]) -> set[str]:
+    return {t["name"] for t in tasks.values()}
+
+
+def test_run_through_luigid_lists_every_task_done_with_its_edges(luigid: Luigid, tmp_path: Path):
+    config = write_config(tmp_path)
+    code, report, err = run_json(config, *luigid.args())
+    assert code == 0, err
+    assert versions(tmp_path / "registry", "breast-cancer")
+
+    done = luigid.api("task_list", status="DONE", upstream_status="", search=str(config))
+    assert _names(done) == {
+        "ExtractData",
+        "ValidateData",
+        "SplitData",
+        "ValidateSplit",
+        "TrainModel",
+        "EvaluateModel",
+        "ValidateModel",
+        "PublishModel",
+        "RetrainPipeline",
+    }
+    (root_id,) = [tid for tid, t in done.items() if t["name"] == "RetrainPipeline"]
+    graph = luigid.api("dep_graph", task_id=root_id)
+    edges = {
+        (graph[tid]["name"], graph[dep]["name"]) for tid in graph for dep in graph[tid]["deps"]
+    }
+    for edge in [
+        ("RetrainPipeline", "PublishModel"),
+        ("PublishModel", "ValidateModel"),
+        ("ValidateModel", "EvaluateModel"),
+        ("EvaluateModel", "TrainModel"),
+        ("TrainModel", "SplitData"),
+        ("TrainModel", "ValidateSplit"),
+        ("ValidateSplit", "SplitData"),
+        ("SplitData", "ValidateData"),
+        ("SplitData", "ExtractData"),
+        ("ValidateData", "ExtractData"),
+    ]:
+        assert edge in edges, edge
+    assert all(t["status"] == "DONE" for t in graph.values())
+
+    # luigid recorded the task history (SQLAlchemy < 2 makes Luigi 3.8.1's history work).
+    db = sqlite3.connect(luigid.folder / ".mlcd" / "luigid" / "task-history.db")
+    events = db.execute(
+        "select t.name, e.event_name from tasks t join task_events e on e.task_id = t.id"
+    ).fetchall()
+    assert ("TrainModel", "DONE") in events and ("TrainModel", "RUNNING") in events
+
+
+def test_running_task_shows_progress_and_status_in_luigid(luigid: Luigid, tmp_path: Path):
+    config = write_config(
+        tmp_path,
+        model={
+            "estimator": "slow_estimator.SlowClassifier",
+            "params": {"fit_seconds": 8},
+        },
+    )
+    data = yaml.safe_load(config.read_text())
+    data["model"]["params"] = {"fit_seconds": 8}  # not merged with the default's forest params
+    config.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [MLCD, "run", "--config", str(config), "--date", "2026-01-15", *luigid.args()],
+        cwd=ROOT,
+        env={**os.environ, **SLOW},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = None
+    deadline = time.monotonic() + 120
+    while seen is None and proc.poll() is None and time.monotonic() < deadline:
+        running = luigid.api("task_list", status="RUNNING", upstream_status="", search=str(config))
+        for task in running.values():
+            if task["name"] == "TrainModel" and task.get("progress_percentage"):
+                seen = task
+        time.sleep(0.5)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert seen is not None, "TrainModel was never seen RUNNING with a progress value"
+    assert seen["progress_percentage"] == 10
+    assert "fitting slow_estimator.SlowClassifier" in seen["status_message"]
+
+
+def test_browser_renders_the_pipeline_graph_from_luigid(luigid: Luigid, tmp_path: Path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    config = write_config(tmp_path)
+    code, _, err = run_json(config, *luigid.args())
+    assert code == 0, err
+    done = luigid.api("task_list", status="DONE", upstream_status="", search=str(config))
+    (root_id,) = [tid for tid, t in done.items() if t["name"] == "RetrainPipeline"]
+    url = (
+        f"{luigid.url}/static/visualiser/index.html#tab=graph&taskId={urllib.parse.quote(root_id)}"
+    )
+    profile = tmp_path / "chromium-profile"
+    base = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=8000",
+    ]
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    # The dependency graph is an SVG whose nodes carry the task names.
+    svg = re.search(r"<svg.*</svg>", dom.stdout, re.S)
+    assert svg is not None, dom.stdout[:2000]
+    for name in (
+        "ExtractData",
+        "ValidateData",
+        "SplitData",
+        "ValidateSplit",
+        "TrainModel",
+        "EvaluateModel",
+        "ValidateModel",
+        "PublishModel",
+        "RetrainPipeline",
+    ):
+        assert name in svg.group(0), name
+    shot = tmp_path / "graph.png"
+    subprocess.run(
+        [*base, "--window-size=1400,900", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 10_000
+
+
+GRID = [
+    {
+        "name": f"lr-c{c}",
+        "estimator": "slow_estimator.SlowClassifier",
+        "params": {"fit_seconds": 2, "C": c},
+    }
+    for c in (0.01, 0.1, 1.0, 10.0)
+]
+
+
+def _grid_config(folder: Path) -> Path:
+    config = write_config(folder, gates={"thresholds": {"accuracy": {"min": 0.85}}})
+    data = yaml.safe_load(config.read_text())
+    del data["model"]
+    data["candidates"] = GRID
+    data["selection"] = {"metric": "roc_auc"}
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    return config
+
+
+def _events(stderr: str) -> list[tuple[str, str, float]]:
+    out = []
+    for match in re.finditer(
+        r"^mlcd: (\S+) (started|finished).* at (\d+):(\d+):([\d.]+)$", stderr, re.M
+    ):
+        h, m, s = int(match[3]), int(match[4]), float(match[5])
+        out.append((match[1], match[2], h * 3600 + m * 60 + s))
+    return out
+
+
+def test_three_workers_share_a_candidate_grid_each_task_once_like_one_worker(
+    luigid: Luigid, tmp_path: Path
+):
+    single = _grid_config(tmp_path / "single")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [MLCD, "run", "--config", str(single), "--date", "2026-01-15", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **SLOW},
+        timeout=600,
+    )
+    one_worker = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single_report = json.loads(proc.stdout)
+
+    shared = _grid_config(tmp_path / "shared")
+    started = time.monotonic()
+    workers = [
+        subprocess.Popen(
+            [MLCD, "run", "--config", str(shared), "--date", "2026-01-15", *luigid.args()],
+            cwd=ROOT,
+            env={**os.environ, **SLOW},
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    results = [w.communicate(timeout=600)[1] for w in workers]
+    three_workers = time.monotonic() - started
+    print(
+        f"\ncandidate grid of 4: one worker {one_worker:.1f}s, three workers {three_workers:.1f}s"
+    )
+    for w, err in zip(workers, results, strict=True):
+        assert w.returncode == 0, err[-3000:]
+
+    events = [e for err in results for e in _events(err)]
+    starts = [name for name, kind, _ in events if kind == "started"]
+    assert sorted(starts) == sorted(set(starts)), "a task ran twice"
+    assert len(starts) == 4 + 3 * len(GRID) + 1
+    assert sum(1 for err in results if "started" in err) >= 2, "only one worker did any work"
+
+    # [resources] training = 1 in luigid's config: training never overlaps across workers.
+    spans: dict[str, list[float]] = {}
+    for name, _, at in events:
+        if name.startswith("TrainModel["):
+            spans.setdefault(name, []).append(at)
+    intervals = sorted(tuple(v) for v in spans.values())
+    assert len(intervals) == len(GRID)
+    for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+        assert start >= end - 0.05
+
+    # The same result as one worker: same version, same model bytes, same selected candidate.
+    (version,) = versions(tmp_path / "shared" / "registry", "breast-cancer")
+    assert versions(tmp_path / "single" / "registry", "breast-cancer") == [version]
+    model = "breast-cancer/versions/" + version + "/model.joblib"
+    assert (tmp_path / "shared/registry" / model).read_bytes() == (
+        tmp_path / "single/registry" / model
+    ).read_bytes()
+    verdict = json.loads(
+        (tmp_path / "shared/registry/breast-cancer/versions" / version / "verdict.json").read_text()
+    )
+    assert verdict["selected"] == single_report["selected"]
+    assert set(verdict["candidates"]) == {c["name"] for c in GRID}
+
+
+def _fake_checkout(tmp_path: Path) -> Path:
+    """A checkout as cron sees it: the venv, luigi.cfg and a config whose outputs stay here."""
+    home = tmp_path / "checkout"
+    (home / "config").mkdir(parents=True)
+    (home / ".venv").symlink_to(ROOT / ".venv")
+    (home / "luigi.cfg").symlink_to(ROOT / "luigi.cfg")
+    write_config(home / "config", filename="pipeline.yaml")
+    return home
+
+
+def _cron_job(crontab: str) -> tuple[dict[str, str], str]:
+    env, job = {}, None
+    for line in crontab.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        assignment = re.match(r"^([A-Z_]+)=(.*)$", line.strip())
+        if assignment:
+            env[assignment[1]] = assignment[2]
+            continue
+        fields = line.split(None, 5)
+        assert len(fields) == 6, line
+        job = fields[5]
+    assert job is not None
+    return env, job.replace("\\%", "%")  # cron turns \% into %
+
+
+def test_crontab_line_runs_in_crons_minimal_environment(tmp_path: Path):
+    env, job = _cron_job((ROOT / "config" / "crontab").read_text())
+    assert "MLCD_HOME" in env and "--date" in job
+    home = _fake_checkout(tmp_path)
+    cron_env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SHELL": "/bin/sh",
+        "MLCD_HOME": str(home),
+    }
+    first = subprocess.run(
+        ["/bin/sh", "-c", job],
+        env=cron_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = home / ".mlcd" / "logs" / "cron.log"
+    assert first.returncode == 0, log.read_text()[-3000:] if log.exists() else first.stderr
+    assert "SUCCESS" in log.read_text() and "published and promoted" in log.read_text()
+    today = time.strftime("%Y-%m-%d")
+    assert f"date {today}" in log.read_text()
+    registry = home / "config" / "registry"
+    (version,) = versions(registry, "breast-cancer")
+
+    second = subprocess.run(
+        ["/bin/sh", "-c", job],
+        env=cron_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert second.returncode == 0
+    assert "ran (0): -" in log.read_text().split("mlcd run:")[-1]
+    assert versions(registry, "breast-cancer") == [version]
+    assert production(registry, "breast-cancer") == version
+
+
+def test_second_local_run_of_the_same_date_fails_fast_with_its_own_exit_code(tmp_path: Path):
+    config = write_config(tmp_path)
+    data = yaml.safe_load(config.read_text())
+    data["model"] = {"estimator": "slow_estimator.SlowClassifier", "params": {"fit_seconds": 6}}
+    config.write_text(yaml.safe_dump(data))
+    first = subprocess.Popen(
+        [MLCD, "run", "--config", str(config), "--date", "2026-01-15"],
+        cwd=ROOT,
+        env={**os.environ, **SLOW},
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert first.stderr is not None
+    for line in first.stderr:
+        if "mlcd: ExtractData started" in line:
+            break
+    second = subprocess.run(
+        [MLCD, "run", "--config", str(config), "--date", "2026-01-15"],
+        cwd=ROOT,
+        env={**os.environ, **SLOW},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 6, second.stderr
+    assert "already running" in second.stderr and f"pid {first.pid}" in second.stderr
+    # Another date is another run and is not blocked by the lock.
+    other = subprocess.run(
+        [MLCD, "run", "--config", str(config), "--date", "2026-01-16", "--json"],
+        cwd=ROOT,
+        env={**os.environ, **SLOW},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    first.communicate(timeout=600)
+    assert first.returncode == 0
+    assert other.returncode == 0, other.stderr[-2000:]
