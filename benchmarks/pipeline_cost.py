@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+from mlcd.lineage import FAMILIES
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -42,16 +44,7 @@ MODEL = {
     "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
     "params": {"max_iter": 100, "random_state": 0},
 }
-STAGES = [
-    "ExtractData",
-    "ValidateData",
-    "SplitData",
-    "ValidateSplit",
-    "TrainModel",
-    "EvaluateModel",
-    "ValidateModel",
-    "PublishModel",
-]
+STAGES = FAMILIES  # pipeline order
 TARGETS = {
     "overhead_ratio_at_largest": 1.10,
     "noop_rerun_seconds": 1.0,

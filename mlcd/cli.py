@@ -71,12 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _skip_slow_optional_imports() -> None:
+    """luigi imports jsonschema, which imports rfc3987_syntax (if installed, as it is beside
+    deepchecks' notebook stack) only for its optional "iri" format check, and that module
+    builds a grammar at import: 1.2 s of every mlcd command on 2 cores. mlcd validates no JSON
+    schema with "iri" formats, so the check is left out (jsonschema skips it on ImportError)."""
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    _skip_slow_optional_imports()
     from mlcd.errors import MlcdError
 
     try:
