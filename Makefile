@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test setup lint clean lock luigid
+.PHONY: run test setup lint clean lock luigid bench
 
 $(BIN)/mlcd: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: setup
 	$(BIN)/python -m pip install --quiet -c constraints.txt ruff mypy
 	$(BIN)/ruff check mlcd tasks tests
 	$(BIN)/mypy mlcd tasks
+
+# What mlcd costs on top of the work it runs (about 16 min on 2 cores): docs/performance.md.
+bench: setup
+	$(BIN)/python benchmarks/pipeline_cost.py
 
 # Luigi's central scheduler and web UI on http://127.0.0.1:8082 (loopback only: no auth).
 luigid: setup
