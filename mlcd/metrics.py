@@ -99,11 +99,18 @@ def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict[str, Any]:
     }
 
 
-def score(cfg: Any, model: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, Any]:
-    """The metrics of a fitted ``model`` on (x, y) for the pipeline's task type."""
+def score(
+    cfg: Any,
+    model: Any,
+    x: pd.DataFrame,
+    y: pd.Series,
+    predicted: tuple[np.ndarray, np.ndarray | None] | None = None,
+) -> dict[str, Any]:
+    """The metrics of a fitted ``model`` on (x, y) for the pipeline's task type; ``predicted``
+    (predictions, probabilities) saves predicting again when the caller already did."""
     from mlcd.training import predict
 
-    y_pred, proba = predict(model, x)
+    y_pred, proba = predicted if predicted is not None else predict(model, x)
     if cfg.task == "regression":
         return {"task": "regression", "n_test": len(y), **regression_metrics(y, y_pred)}
     return {
@@ -121,18 +128,15 @@ def score(cfg: Any, model: Any, x: pd.DataFrame, y: pd.Series) -> dict[str, Any]
 
 
 def predictions(
-    model: Any, x: pd.DataFrame, y: pd.Series
-) -> tuple[pd.DataFrame, np.ndarray | None, list[Any] | None]:
+    model: Any, x: pd.DataFrame, y: pd.Series, y_pred: np.ndarray, proba: np.ndarray | None
+) -> tuple[pd.DataFrame, list[Any] | None]:
     """Actual and predicted values (and class probabilities) per test row, by row id."""
-    from mlcd.training import predict
-
-    y_pred, proba = predict(model, x)
     classes = list(getattr(model, "classes_", [])) or None
     frame = pd.DataFrame({"actual": y, "predicted": y_pred}, index=x.index)
     if proba is not None and classes is not None:
         for i, label in enumerate(classes):
             frame[f"proba_{label}"] = proba[:, i]
-    return frame, proba, classes
+    return frame, classes
 
 
 def _plain(value: Any) -> Any:

@@ -837,18 +837,8 @@ def promote(
         state = _read_state(publish, name)
         if state.pointer is not None and state.current == version:
             return None
-        gates = check_promotable(publish, name, version, force=force)
-        _, record = _move(
-            publish,
-            name,
-            version,
-            state,
-            action="promote",
-            actor="person",
-            user=user or current_user(),
-            reason=reason,
-            forced=force and not gates["passed"],
-            extra={},
+        record = _move_by_person(
+            publish, name, version, state, "promote", reason=reason, user=user, force=force
         )
     return record
 
@@ -905,17 +895,35 @@ def rollback(
                 f"version {target} of model {name!r} is already in production; name an earlier "
                 "version with --to VERSION"
             )
-        gates = check_promotable(publish, name, target, force=force)
-        _, record = _move(
-            publish,
-            name,
-            target,
-            state,
-            action="rollback",
-            actor="person",
-            user=user or current_user(),
-            reason=reason,
-            forced=force and not gates["passed"],
-            extra={},
+        record = _move_by_person(
+            publish, name, target, state, "rollback", reason=reason, user=user, force=force
         )
+    return record
+
+
+def _move_by_person(
+    publish: str,
+    name: str,
+    version: str,
+    state: _State,
+    action: str,
+    *,
+    reason: str,
+    user: str | None,
+    force: bool,
+) -> dict[str, Any]:
+    """A promotion or rollback by hand: the version's gates (or --force), then the move."""
+    gates = check_promotable(publish, name, version, force=force)
+    _, record = _move(
+        publish,
+        name,
+        version,
+        state,
+        action=action,
+        actor="person",
+        user=user or current_user(),
+        reason=reason,
+        forced=force and not gates["passed"],
+        extra={},
+    )
     return record

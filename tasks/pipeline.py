@@ -293,10 +293,11 @@ class EvaluateModel(CandidateTask):
         test = data.read_parquet(self.input()["split"]["test.parquet"].path)
         x, y = data.features_and_target(test, cfg.target)
         self.progress(20, f"scoring {len(x)} test rows")
-        scores = metrics.score(cfg, model, x, y)
-        preds, proba, classes = metrics.predictions(model, x, y)
+        y_pred, proba = training.predict(model, x)  # once, for the metrics and the file
+        scores = metrics.score(cfg, model, x, y, predicted=(y_pred, proba))
+        preds, classes = metrics.predictions(model, x, y, y_pred, proba)
         self.progress(70, "drawing plots")
-        pngs = metrics.plots(cfg.task, y, preds["predicted"].to_numpy(), proba, classes, scores)
+        pngs = metrics.plots(cfg.task, y, y_pred, proba, classes, scores)
         for name, png in pngs.items():
             storage.write_bytes(self.plot_path(name), png)
         self.write("predictions.parquet", data.to_parquet(preds))

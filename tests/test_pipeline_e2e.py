@@ -250,49 +250,32 @@ def test_run_killed_inside_a_task_resumes_and_publishes_identical_model(
     assert production(registry, "breast-cancer") == version
 
 
+def _luigi(config: Path) -> subprocess.CompletedProcess[str]:
+    """Luigi's own command, from the checkout so that luigi.cfg is read."""
+    command = [
+        str(Path(MLCD).parent / "luigi"),
+        "--module",
+        "tasks",
+        "RetrainPipeline",
+        "--config-path",
+        str(config),
+        "--date",
+        "2026-01-15",
+        "--local-scheduler",
+    ]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
 def test_luigi_command_runs_the_same_pipeline(baseline: Path, tmp_path: Path):
     config = write_config(tmp_path)
-    luigi = str(Path(MLCD).parent / "luigi")
-    proc = subprocess.run(
-        [
-            luigi,
-            "--module",
-            "tasks",
-            "RetrainPipeline",
-            "--config-path",
-            str(config),
-            "--date",
-            "2026-01-15",
-            "--local-scheduler",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _luigi(config)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert versions(tmp_path / "registry", "breast-cancer") == versions(
         baseline / "registry", "breast-cancer"
     )
     # luigi.cfg's [retcode] makes a failed task a non-zero exit under `luigi` too.
     write_config(tmp_path, gates={"thresholds": {"accuracy": {"min": 1.01}}})
-    proc = subprocess.run(
-        [
-            luigi,
-            "--module",
-            "tasks",
-            "RetrainPipeline",
-            "--config-path",
-            str(config),
-            "--date",
-            "2026-01-15",
-            "--local-scheduler",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _luigi(config)
     assert proc.returncode == 5, proc.stderr[-3000:]
 
 
