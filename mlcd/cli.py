@@ -128,27 +128,26 @@ class _HideKnownErrors(logging.Filter):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mlcd import data
     from mlcd.config import load_config
-    from mlcd.errors import StorageError
 
     if args.workers < 1:
         from mlcd.errors import ConfigError
 
         raise ConfigError(f"--workers must be 1 or more (got {args.workers})")
-    cfg = load_config(args.config)
-    data.check_columns(cfg, data.source_columns(cfg.source))
-    for location in (cfg.workspace, cfg.publish):
-        if "://" in location:
-            raise StorageError(
-                f"location {location!r}: only local paths are supported by this version of mlcd"
-            )
+    cfg = load_config(args.config)  # a bad config ends here, before luigi is imported
+    date = args.date or dt.date.today()
 
     import tasks
 
     # A known error ends with mlcd's one-line message below; luigi's traceback adds nothing.
     logging.getLogger("luigi-interface").addFilter(_HideKnownErrors())
-    date = args.date or dt.date.today()
+    # A missing source or a column the config names but the data lacks ends here too, in one
+    # line: the source is looked at only when it would be extracted (the task Luigi checks next).
+    extract = tasks.ExtractData(config_path=args.config, date=date)
+    if not extract.complete():
+        from mlcd import data
+
+        data.check_columns(cfg, data.source_columns(extract.source()))
     root = tasks.RetrainPipeline(config_path=args.config, date=date)
     scheduler = _scheduler_kwargs(args)
     with contextlib.ExitStack() as stack:

@@ -7,6 +7,7 @@ config means the same thing from whatever directory it is run.
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import importlib
 import os
@@ -57,7 +58,21 @@ class SourceConfig(_Strict):
                     "set source.format to 'csv' or 'parquet'"
                 )
             object.__setattr__(self, "format", fmt)
+        if self.path is not None:
+            try:
+                self.path.format(date=_dt.date(2000, 1, 31))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"{self.path!r}: braces may only hold the run date, as {{date}} (2000-01-31) "
+                    f"or {{date:%Y/%m/%d}} (any strftime format); here they hold {exc}"
+                ) from None
         return self
+
+    def for_date(self, date: _dt.date) -> SourceConfig:
+        """This source on ``date``: ``{date}`` in the path is filled in (daily partitions)."""
+        if self.path is None or "{" not in self.path:
+            return self
+        return self.model_copy(update={"path": self.path.format(date=date)})
 
 
 class SplitConfig(_Strict):
@@ -275,6 +290,18 @@ def parse_config(data: Any, path: str, base: Path) -> PipelineConfig:
     if cfg.source.path is not None:
         updates["source"] = cfg.source.model_copy(update={"path": _resolve(base, cfg.source.path)})
     cfg = cfg.model_copy(update=updates)
+    from mlcd.storage import check_location
+
+    for key, location in (
+        ("source.path", cfg.source.path),
+        ("workspace", cfg.workspace),
+        ("publish", cfg.publish),
+    ):
+        if location is not None:
+            try:
+                check_location(location)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: '{key}': {exc}") from None
     check_estimator(cfg, path)
     from mlcd.validation import check_suite_names
 

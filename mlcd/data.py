@@ -1,14 +1,13 @@
 """Extracting, checking and splitting the data, on DataFrames and bytes.
 
-A source is a bundled scikit-learn dataset or a CSV/Parquet file. Its fingerprint (content
-digest, not modification time) decides whether extraction must run again.
+A source is a bundled scikit-learn dataset or a CSV/Parquet file on local disk or S3. Its
+fingerprint (content digest or ETag, not modification time) decides whether extraction must run
+again.
 """
 
 from __future__ import annotations
 
-import functools
 import io
-import os
 import re
 from typing import Any
 
@@ -17,35 +16,43 @@ import pandas as pd
 from mlcd import storage
 from mlcd.config import PipelineConfig, SourceConfig
 from mlcd.errors import DataError, StorageError
-from mlcd.fingerprint import sha256_bytes, sha256_file
+from mlcd.fingerprint import sha256_bytes
 
 DEFAULT_TARGET = "target"
 
 
 def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
-    """What identifies the source's content, computed without parsing it."""
+    """What identifies the source's content, computed without parsing it: a local file's sha256
+    and size, an S3 object's ETag and size (no download). ``{date}`` must be filled in already
+    (``SourceConfig.for_date``)."""
     if source.dataset is not None:
         import sklearn
 
         return {"kind": "sklearn", "dataset": source.dataset, "sklearn": sklearn.__version__}
     assert source.path is not None
     try:
-        stat = os.stat(source.path)
-    except OSError as exc:
+        described = _describe(source.path)
+    except StorageError as exc:
+        if "does not exist" not in str(exc):
+            raise
         raise DataError(
-            f"source file {source.path!r} cannot be read: {exc.strerror}. "
-            "Check source.path in the config"
+            f"source file {source.path!r} does not exist. Check source.path in the config"
+            + (" (and that the day's partition was written)" if "{" in source.path else "")
         ) from None
-    # ctime changes on every write and on utime, so a copy that keeps the mtime is noticed too.
-    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-    digest = _file_digest(source.path, key)
-    return {"kind": source.format, "sha256": digest, "size": stat.st_size}
+    return {"kind": source.format, **described}
 
 
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, _stat: tuple[int, ...]) -> str:
-    # Keyed on the file's stat so that a scheduling pass hashes each file once.
-    return sha256_file(path)
+def _describe(path: str) -> dict[str, Any]:
+    # An S3 source is described once per process: a run computes its identities from the
+    # source as it found it at its start (a local file is re-checked: its stat is free).
+    if not storage.is_s3(path):
+        return storage.describe(path)
+    if path not in _described:
+        _described[path] = storage.describe(path)
+    return dict(_described[path])
+
+
+_described: dict[str, dict[str, Any]] = {}
 
 
 def _load_bundled(name: str) -> pd.DataFrame:
@@ -58,36 +65,52 @@ def _load_bundled(name: str) -> pd.DataFrame:
 
 
 def source_columns(source: SourceConfig) -> list[str]:
-    """The column names of the source, reading as little as possible."""
+    """The column names of the source, reading as little as possible (a CSV's first line, a
+    Parquet file's footer)."""
     if source.dataset is not None:
         return list(_load_bundled(source.dataset).columns)
     assert source.path is not None
     try:
-        if source.format == "parquet":
-            import pyarrow.parquet as pq
+        with storage.open_read(source.path, seekable=source.format == "parquet") as handle:
+            if source.format == "parquet":
+                import pyarrow.parquet as pq
 
-            return list(pq.read_schema(source.path).names)
-        return list(pd.read_csv(source.path, nrows=0).columns)
+                return list(pq.read_schema(handle).names)
+            return list(pd.read_csv(handle, nrows=0).columns)
     except FileNotFoundError:
         raise DataError(
             f"source file {source.path!r} does not exist. Check source.path in the config"
         ) from None
+    except StorageError:
+        raise
     except Exception as exc:
         raise DataError(
             f"cannot read the columns of {source.path!r} as {source.format}: {exc}"
         ) from None
 
 
-def load_source(source: SourceConfig) -> pd.DataFrame:
-    """Read the whole source into a DataFrame."""
+def load_source(source: SourceConfig, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read the source into a DataFrame: all its columns, or only ``columns`` (a Parquet
+    source then reads only those from disk or S3)."""
     if source.dataset is not None:
-        return _load_bundled(source.dataset)
+        frame = _load_bundled(source.dataset)
+        return frame if columns is None else frame[[c for c in frame.columns if c in columns]]
     assert source.path is not None
+    parquet = source.format == "parquet"
     try:
-        if source.format == "parquet":
-            frame = pd.read_parquet(source.path)
-        else:
-            frame = pd.read_csv(source.path)
+        with storage.open_read(source.path, seekable=parquet) as handle:
+            if parquet:
+                if columns is not None:
+                    import pyarrow.parquet as pq
+
+                    names = pq.read_schema(handle).names
+                    columns = [c for c in names if c in columns]  # the file's order
+                    handle.seek(0)
+                frame = pd.read_parquet(handle, columns=columns)
+            else:
+                frame = pd.read_csv(
+                    handle, usecols=None if columns is None else lambda c: c in columns
+                )
     except FileNotFoundError:
         raise DataError(f"source file {source.path!r} does not exist") from None
     except UnicodeDecodeError as exc:
@@ -95,6 +118,8 @@ def load_source(source: SourceConfig) -> pd.DataFrame:
             f"source file {source.path!r} is not UTF-8 ({exc.reason} at byte {exc.start}); "
             "re-encode it as UTF-8"
         ) from None
+    except StorageError:
+        raise
     except Exception as exc:
         raise DataError(f"cannot read {source.path!r} as {source.format}: {exc}") from None
     return frame

@@ -187,17 +187,11 @@ def resolve(output: dict[str, Any], roots: dict[str, str]) -> str | None:
     return storage.join(base, rel) if base else None
 
 
-def output_record(family: str, name: str, path: str, roots: dict[str, str]) -> dict[str, Any]:
-    """One output: where it is (relative to the workspace or registry), its digest, and what a
-    reproduction compares."""
-    root, rel = _relative(path, roots)
+def content_record(family: str, name: str, blob: bytes) -> dict[str, Any]:
+    """What a manifest records of an output's content: its digest, size, and the part a
+    reproduction compares (a verdict's outcomes, a record's digest without timings)."""
     mode = compare_mode(family, name)
-    record: dict[str, Any] = {"root": root, "path": rel, "compare": mode}
-    if not storage.exists(path):
-        record["missing"] = True
-        return record
-    blob = storage.read_bytes(path)
-    record.update(sha256=sha256_bytes(blob), bytes=len(blob))
+    record: dict[str, Any] = {"sha256": sha256_bytes(blob), "bytes": len(blob)}
     if mode in ("verdict", "record"):
         try:
             obj = json.loads(blob)
@@ -207,6 +201,24 @@ def output_record(family: str, name: str, path: str, roots: dict[str, str]) -> d
             record["outcomes"] = verdict_outcomes(obj)
         else:
             record["compared_sha256"] = record_digest(family, name, obj)
+    return record
+
+
+def output_record(
+    family: str, name: str, path: str, roots: dict[str, str], sealed: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One output: where it is (relative to the workspace or registry), its digest, and what a
+    reproduction compares; from the task's seal when it recorded this output, else read."""
+    root, rel = _relative(path, roots)
+    record: dict[str, Any] = {"root": root, "path": rel, "compare": compare_mode(family, name)}
+    if sealed is not None and sealed.get("location") == path:
+        record.update({k: v for k, v in sealed.items() if k not in ("location", "content")})
+        return record
+    found = storage.fetch(path)
+    if found is None:
+        record["missing"] = True
+        return record
+    record.update(content_record(family, name, found[0]))
     return record
 
 
@@ -248,11 +260,10 @@ def plain(obj: Any) -> Any:
 
 
 def _champion_version(task: Any) -> str | None:
-    path = task.artifacts().get("verdict.json")
-    if path is None or not storage.exists(path):
+    if not task.complete():
         return None
     try:
-        verdict = storage.read_json(path)
+        verdict = task.read_json("verdict.json")
     except StorageError:
         return None
     for gate in verdict.get("gates") or [] if isinstance(verdict, dict) else []:
@@ -266,6 +277,7 @@ def task_record(task: Any, roots: dict[str, str]) -> dict[str, Any]:
     from luigi.task import flatten
 
     family = str(task.get_task_family())
+    sealed = task.seal() or {}
     record: dict[str, Any] = {
         "family": family,
         "candidate": getattr(task, "candidate", None),
@@ -275,7 +287,7 @@ def task_record(task: Any, roots: dict[str, str]) -> dict[str, Any]:
         "requires": [t.label() for t in flatten(task.requires()) if hasattr(t, "identity")],
         "complete": bool(task.complete()),
         "outputs": {
-            name: output_record(family, name, path, roots)
+            name: output_record(family, name, path, roots, sealed.get(name))
             for name, path in sorted(task.artifacts().items())
         },
     }
@@ -317,15 +329,14 @@ def build_manifest(publish_task: Any, *, kind: str, run_id: str | None = None) -
     if kind == "version":
         tasks = [t for t in tasks if t is not publish_task]
     extract = next(t for t in tasks if t.get_task_family() == "ExtractData")
-    info_path = extract.path("extract.json")
     try:
-        info = storage.read_json(info_path) if storage.exists(info_path) else None
+        info = extract.read_json("extract.json") if extract.complete() else None
     except StorageError:
         info = None
     fingerprint = info.get("source_fingerprint") if isinstance(info, dict) else None
     if fingerprint is None:
         try:
-            fingerprint = data.source_fingerprint(cfg.source)
+            fingerprint = data.source_fingerprint(cfg.source.for_date(publish_task.date))
         except Exception:  # the source is gone: the run failed for that reason
             fingerprint = None
     sha = extract.snapshot_sha256()

@@ -97,6 +97,13 @@ def add_commands(sub: Any) -> None:
         "Nothing is run or written.",
     )
     _add_config(p, "pipeline to inspect")
+    p.add_argument(
+        "--date",
+        type=_date,
+        default=None,
+        help="the run date, YYYY-MM-DD (default: today); it matters only for a source path "
+        "with {date}",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=cmd_status)
 
@@ -288,6 +295,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 # --- status ----------------------------------------------------------------------------------
 
 
+def _date(text: str) -> dt.date:
+    from mlcd.cli import _date as parse
+
+    return parse(text)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from mlcd import status
     from mlcd.config import load_config
@@ -295,8 +308,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     load_config(args.config)  # a config error stops here, before Luigi is imported
     import tasks
 
-    # The date names a run, not an output (identities leave it out): any date gives the same.
-    root = tasks.PublishModel(config_path=args.config, date=dt.date.today())
+    # The date names a run, not an output (identities leave it out), except through a source
+    # path with {date}: that day's partition is the source.
+    root = tasks.PublishModel(config_path=args.config, date=args.date or dt.date.today())
     result = status.status(root)
     if args.json:
         _print_json(result)

@@ -165,14 +165,15 @@ def resolve_version(publish: str, name: str, text: str) -> str:
 def production(publish: str, name: str) -> dict[str, Any] | None:
     """The production pointer, or None before the first promotion."""
     path = pointer_path(publish, name)
-    if not storage.exists(path):
+    found = storage.fetch(path)
+    if found is None:
         return None
     fix = (
         f"restore it with `mlcd models promote {name} VERSION --reason ...` "
         f"(`mlcd models history {name}` shows the last version promoted)"
     )
     try:
-        pointer = json.loads(storage.read_bytes(path))
+        pointer = json.loads(found[0])
     except ValueError:
         raise StorageError(
             f"production pointer {path!r} is corrupted (not valid JSON); {fix}"
@@ -357,7 +358,12 @@ def load_version(
 def publish_version(
     publish: str, name: str, version: str, files: dict[str, bytes], manifest: dict[str, Any]
 ) -> bool:
-    """Write a new immutable version folder; False if that version already exists."""
+    """Write a new immutable version folder; False if that version already exists.
+
+    The manifest is written last and marks the folder complete (see ``storage.publish_dir``).
+    Publishers of one model take turns, so two runs racing to publish the same version cannot
+    interleave their files on a store without rename (S3).
+    """
     manifest = dict(manifest)
     manifest.setdefault("created_at", dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"))
     manifest["artifacts"] = {
@@ -366,7 +372,8 @@ def publish_version(
     }
     payload = dict(files)
     payload[MANIFEST_FILE] = storage.dumps_json(manifest)
-    return storage.publish_dir(version_dir(publish, name, version), payload)
+    with _locked(publish, name, f"publish {version}", RUN_LOCK_WAIT):
+        return storage.publish_dir(version_dir(publish, name, version), payload, MANIFEST_FILE)
 
 
 def input_example(frame: pd.DataFrame, features: list[str], rows: int = 5) -> bytes:

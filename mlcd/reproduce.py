@@ -216,7 +216,9 @@ def restore_champion(
         files[registry.MANIFEST_FILE] = storage.read_bytes(
             storage.join(registry.version_dir(publish, model, version), registry.MANIFEST_FILE)
         )
-        storage.publish_dir(registry.version_dir(scratch_publish, model, version), files)
+        storage.publish_dir(
+            registry.version_dir(scratch_publish, model, version), files, registry.MANIFEST_FILE
+        )
         registry.set_production(
             scratch_publish,
             model,

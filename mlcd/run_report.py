@@ -34,8 +34,14 @@ def _graph(root: Any) -> list[Any]:
     return list(seen.values())
 
 
-def _read(target: Any) -> Any:
-    return storage.read_json(target.path) if target.exists() else None
+def _read(task: Any, name: str) -> Any:
+    """A finished task's JSON output (None when the task has not finished or it is damaged)."""
+    if not task.complete():
+        return None
+    try:
+        return task.read_json(name)
+    except storage.StorageError:
+        return None
 
 
 def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str, Any]:
@@ -85,7 +91,7 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
         "published": None,
         "production": None,
     }
-    published = _read(publish_task.output()["published.json"])
+    published = _read(publish_task, "published.json")
     if published is not None:  # published.json keeps no absolute path; the report shows one
         published["location"] = registry.version_dir(cfg.publish, cfg.name, published["version"])
     report["published"] = published
@@ -96,8 +102,8 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
     report["selected"] = selected
     metric = cfg.selection_metric()
     for name, chain in chains.items():
-        scores = _read(chain["evaluate"].output()["metrics.json"])
-        verdict = _read(chain["model_gate"].output()["verdict.json"])
+        scores = _read(chain["evaluate"], "metrics.json")
+        verdict = _read(chain["model_gate"], "verdict.json")
         report["candidates"][name] = {
             metric: scores.get(metric) if scores else None,
             "passed": verdict["passed"] if verdict else None,
@@ -109,7 +115,7 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
     if selected is not None:
         targets.append(chains[selected]["model_gate"])
     for task in targets:
-        verdict = _read(task.output()["verdict.json"])
+        verdict = _read(task, "verdict.json")
         if verdict is not None:
             report["gates"][verdict["stage"]] = {
                 "passed": verdict["passed"],

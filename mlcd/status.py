@@ -92,6 +92,8 @@ def reasons(task: Any, seen: dict[str, Any] | None, cfg: Any, any_runs: bool) ->
     """Why ``task`` (not complete) would run."""
     family = str(task.get_task_family())
     missing = [name for name, path in task.artifacts().items() if not storage.exists(path)]
+    if not missing and task.seal() is None:
+        missing = [f"{task.seal_file} (written last)"]
     if seen is None:
         if any(storage.exists(p) for p in task.artifacts().values()):
             return [f"output incomplete: {', '.join(missing)} missing (an interrupted run?)"]

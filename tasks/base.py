@@ -10,13 +10,15 @@ import sys
 from typing import Any, ClassVar
 
 import luigi
-from luigi.target import FileSystemTarget
 from luigi.task import flatten
 
 from mlcd import storage
 from mlcd.config import PipelineConfig, load_config
 from mlcd.errors import MlcdError, PipelineFailed
 from mlcd.fingerprint import task_identity
+
+# Written last into a task's folder; see PipelineTask._seal.
+SEAL = "_SUCCESS.json"
 
 
 class PipelineTask(luigi.Task):
@@ -26,6 +28,10 @@ class PipelineTask(luigi.Task):
     task's own configuration and the identities of the inputs it is computed from. The run date
     is a parameter (for cron and the scheduler) but not part of the identity: a rerun on another
     day with unchanged data and config finds everything complete.
+
+    ``run()`` calls the task's ``produce()``, then writes the seal, ``_SUCCESS.json``: the list
+    of outputs with their digests. A task is complete when it is sealed and what the seal lists
+    is there; on S3 that costs one GET and one LIST, whatever the number of outputs.
     """
 
     config_path = luigi.Parameter(description="the pipeline config (YAML)")
@@ -33,6 +39,7 @@ class PipelineTask(luigi.Task):
 
     stage: ClassVar[str] = ""
     files: ClassVar[tuple[str, ...]] = ()
+    seal_file: ClassVar[str] = SEAL
 
     @property
     def cfg(self) -> PipelineConfig:
@@ -57,23 +64,153 @@ class PipelineTask(luigi.Task):
     def folder(self) -> str:
         return storage.join(self.cfg.workspace, self.stage, self.identity)
 
-    def output(self) -> dict[str, FileSystemTarget]:
-        return {name: storage.target(storage.join(self.folder(), name)) for name in self.files}
+    def output(self) -> dict[str, storage.ObjectTarget]:
+        names = (*self.files, SEAL)
+        return {name: storage.target(storage.join(self.folder(), name)) for name in names}
 
     def path(self, name: str) -> str:
         target = self.output()[name]
         return str(target.path)
 
+    # --- running: outputs are written, then sealed --------------------------------------------
+
+    def run(self) -> None:
+        self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.produce()
+        self._seal()
+
+    def produce(self) -> None:
+        """The task's work: read the inputs, call mlcd, write every output with ``write``."""
+        raise NotImplementedError
+
     def write(self, name: str, data: bytes) -> None:
-        storage.write_bytes(self.path(name), data)
+        self.write_at(name, self.path(name), data)
 
     def write_json(self, name: str, obj: Any) -> None:
-        storage.write_json(self.path(name), obj)
+        self.write(name, storage.dumps_json(obj))
+
+    def write_at(self, name: str, path: str, data: bytes) -> None:
+        """Write an output that lives at ``path`` (outside the task's folder, or in a
+        sub-folder), recorded in the seal as ``name``."""
+        storage.write_bytes(path, data)
+        self.wrote(name, path, data)
+
+    def wrote(self, name: str, path: str, data: bytes) -> None:
+        """Record an output written by other means (content-addressed, or published)."""
+        from mlcd.lineage import content_record
+
+        record = content_record(self.get_task_family(), name, data)
+        if path.startswith(self.folder() + "/") and name.endswith(".json") and len(data) < 65536:
+            # Small JSON outputs (verdicts, metrics, records) ride in the seal too, so reading
+            # a finished task's costs nothing more than checking that it is complete.
+            try:
+                record["content"] = json.loads(data)
+            except ValueError:
+                pass
+        self._written[name] = (path, record)
+
+    def _roots(self) -> dict[str, str]:
+        cfg = self.cfg
+        return {"folder": self.folder(), "workspace": cfg.workspace, "publish": cfg.publish}
+
+    def _seal(self) -> None:
+        # Written last: its presence says every output is whole. It lists where each output is
+        # (relative to the task's folder, the workspace or the registry, so a copied workspace
+        # stays valid) and its digest, so a run's manifest needs no second read of the outputs.
+        outputs = {}
+        for name, (path, record) in self._written.items():
+            root, rel = next(
+                (
+                    (r, path[len(base) + 1 :])
+                    for r, base in self._roots().items()
+                    if path.startswith(base.rstrip("/") + "/")
+                ),
+                ("absolute", path),
+            )
+            outputs[name] = {"root": root, "path": rel, **record}
+        storage.write_json(
+            self.path(SEAL),
+            {"task": self.label(), "identity": self.identity, "outputs": outputs},
+        )
+
+    # --- reading what a run left ---------------------------------------------------------------
+
+    def seal(self) -> dict[str, Any] | None:
+        """The seal's record of the outputs (None when the task has not finished)."""
+        cached = self.__dict__.get("_seal_record")
+        if cached is not None:
+            return dict(cached)
+        found = storage.fetch(self.path(SEAL))
+        if found is None:
+            return None
+        roots = self._roots()
+        try:
+            outputs = json.loads(found[0])["outputs"]
+            for record in outputs.values():
+                root, rel = record.pop("root"), record.pop("path")
+                record["location"] = rel if root == "absolute" else storage.join(roots[root], rel)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None  # damaged: the task runs again and writes a whole one
+        self.__dict__["_seal_record"] = outputs
+        return dict(outputs)
+
+    def complete(self) -> bool:
+        """Sealed, and every output the seal lists is still there. Outputs never change once
+        sealed (their folder is named by their inputs), so a True answer is kept."""
+        try:
+            return self._complete()
+        except MlcdError as exc:
+            # Luigi keeps only the traceback of an error while scheduling; mlcd run reports
+            # this one (an unreachable bucket, a missing source) by its kind and exit code.
+            _record_failure(self, exc)
+            raise
+
+    def _complete(self) -> bool:
+        if self.__dict__.get("_known_complete"):
+            return True
+        sealed = self.seal()
+        if sealed is None:
+            return False
+        paths = [str(o.get("location")) for o in sealed.values() if isinstance(o, dict)]
+        paths += [self.path(name) for name in self.files if name not in sealed]
+        done = not storage.missing(self.folder(), paths)
+        self.__dict__["_known_complete"] = done
+        return done
+
+    def read(self, name: str) -> bytes:
+        """An output's bytes (kept in memory: a finished task's outputs never change)."""
+        cache = self.__dict__.setdefault("_reads", {})
+        if name not in cache:
+            cache[name] = storage.read_bytes(self.artifacts()[name])
+        return bytes(cache[name])
+
+    def read_json(self, name: str) -> Any:
+        """An output parsed as JSON (a clear error when it is damaged); from the seal when it
+        carries it."""
+        cache = self.__dict__.setdefault("_json", {})
+        sealed = (self.seal() or {}).get(name) if self.__dict__.get("_known_complete") else None
+        if name not in cache and isinstance(sealed, dict) and "content" in sealed:
+            cache[name] = sealed["content"]
+        if name not in cache:
+            path = self.artifacts()[name]
+            try:
+                cache[name] = json.loads(self.read(name))
+            except ValueError:
+                raise storage.StorageError(
+                    f"{path!r} is not valid JSON (corrupted or half-written by another tool); "
+                    "delete it so mlcd can write it again"
+                ) from None
+        return json.loads(json.dumps(cache[name]))
 
     def artifacts(self) -> dict[str, str]:
         """Every file this task writes, by name: its outputs and the files they point to (run
         manifests record and compare them)."""
-        return {name: str(target.path) for name, target in self.output().items()}
+        files = {name: str(target.path) for name, target in self.output().items()}
+        files.pop(SEAL)
+        for name, record in (self.seal() or {}).items():
+            if isinstance(record, dict) and isinstance(record.get("location"), str):
+                files[name] = record["location"]
+        return files
 
     def label(self) -> str:
         """How logs and summaries name this task."""

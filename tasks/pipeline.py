@@ -7,23 +7,23 @@ writes its outputs; the work itself lives in the library.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 import luigi
-from luigi.target import FileSystemTarget
 
 from mlcd import data, lineage, metrics, registry, storage, training, validation
-from mlcd.config import ModelConfig
+from mlcd.config import ModelConfig, SourceConfig
 from mlcd.errors import ConfigError, GateFailed
 from mlcd.fingerprint import sha256_bytes
 from tasks.base import PipelineTask
 
 
-def _require_passed(verdict_path: str) -> dict[str, Any]:
-    verdict: dict[str, Any] = storage.read_json(verdict_path)
+def _require_passed(gate: PipelineTask) -> dict[str, Any]:
+    verdict: dict[str, Any] = gate.read_json("verdict.json")
     if not verdict["passed"]:
-        raise GateFailed(verdict["stage"], verdict["blocking_failures"], verdict_path)
+        raise GateFailed(verdict["stage"], verdict["blocking_failures"], gate.path("verdict.json"))
     return verdict
 
 
@@ -41,11 +41,10 @@ class ExtractData(PipelineTask):
 
     def snapshot_sha256(self) -> str | None:
         """The digest of the snapshot this task extracted (None before it ran)."""
-        path = self.path("extract.json")
-        if not storage.exists(path):
+        if not self.complete():
             return None
         try:
-            sha = storage.read_json(path).get("snapshot_sha256")
+            sha = self.read_json("extract.json").get("snapshot_sha256")
             data.snapshot_path(self.cfg.workspace, sha)  # a well-formed digest
         except (storage.StorageError, AttributeError):
             return None  # unreadable: extract again
@@ -54,17 +53,6 @@ class ExtractData(PipelineTask):
     def snapshot_path(self) -> str | None:
         sha = self.snapshot_sha256()
         return None if sha is None else data.snapshot_path(self.cfg.workspace, sha)
-
-    def complete(self) -> bool:
-        path = self.snapshot_path()
-        return path is not None and storage.exists(path)
-
-    def artifacts(self) -> dict[str, str]:
-        files = super().artifacts()
-        path = self.snapshot_path()
-        if path is not None:
-            files["snapshot.parquet"] = path
-        return files
 
     def snapshot(self) -> Any:
         """The snapshot as a DataFrame, checked against its digest."""
@@ -76,9 +64,17 @@ class ExtractData(PipelineTask):
             )
         return data.read_snapshot(self.cfg.workspace, sha)
 
+    def source(self) -> SourceConfig:
+        return self.cfg.source.for_date(self.date)
+
+    @functools.cached_property
+    def source_fingerprint(self) -> dict[str, Any]:
+        """Taken once per run: the source the run's identities were computed from."""
+        return data.source_fingerprint(self.source())
+
     def identity_params(self) -> Any:
         cfg = self.cfg
-        fingerprint = data.source_fingerprint(cfg.source)
+        fingerprint = self.source_fingerprint
         return {
             "source": fingerprint,
             "target": cfg.target,
@@ -86,17 +82,20 @@ class ExtractData(PipelineTask):
             "task": cfg.task,
         }
 
-    def run(self) -> None:
+    def produce(self) -> None:
         cfg = self.cfg
         self.progress(10, "reading the source")
-        frame = data.load_source(cfg.source)
+        columns = None if cfg.features is None else [*cfg.features, cfg.target]
+        frame = data.load_source(self.source(), columns)
         self.progress(60, f"checking {len(frame)} rows")
         snap = data.make_snapshot(frame, cfg)
-        sha = data.write_snapshot(cfg.workspace, data.to_parquet(snap))
-        self.write_json(  # last: it marks the task complete
+        blob = data.to_parquet(snap)
+        sha = data.write_snapshot(cfg.workspace, blob)
+        self.wrote("snapshot.parquet", data.snapshot_path(cfg.workspace, sha), blob)
+        self.write_json(
             "extract.json",
             {
-                "source_fingerprint": data.source_fingerprint(cfg.source),
+                "source_fingerprint": self.source_fingerprint,
                 "snapshot_sha256": sha,
                 "snapshot": f"{data.SNAPSHOTS}/{sha}.parquet",
                 "rows": len(snap),
@@ -118,13 +117,13 @@ class ValidateData(PipelineTask):
         cfg = self.cfg
         return {"suite": cfg.validation.data_integrity.model_dump(), "seed": cfg.split.seed}
 
-    def run(self) -> None:
+    def produce(self) -> None:
         self.set_tracking_url(_file_url(self.path("report.html")))
         self.progress(5, "running deepchecks data_integrity")
         snap = self.requires().snapshot()
         verdict, html = validation.run_suite("data_integrity", self.cfg, snap)
         self.write("report.html", html)
-        self.write_json("verdict.json", verdict)  # last: the verdict marks the task complete
+        self.write_json("verdict.json", verdict)
 
 
 class SplitData(PipelineTask):
@@ -143,8 +142,8 @@ class SplitData(PipelineTask):
     def identity_params(self) -> Any:
         return {"split": self.cfg.split.model_dump(), "task": self.cfg.task}
 
-    def run(self) -> None:
-        _require_passed(self.input()["gate"]["verdict.json"].path)
+    def produce(self) -> None:
+        _require_passed(self.requires()["gate"])
         self.progress(20, "splitting")
         snap = self.requires()["data"].snapshot()
         train, test = data.split(snap, self.cfg)
@@ -176,7 +175,7 @@ class ValidateSplit(PipelineTask):
         cfg = self.cfg
         return {"suite": cfg.validation.train_test.model_dump(), "seed": cfg.split.seed}
 
-    def run(self) -> None:
+    def produce(self) -> None:
         self.set_tracking_url(_file_url(self.path("report.html")))
         self.progress(5, "running deepchecks train_test_validation")
         train = data.read_parquet(self.input()["train.parquet"].path)
@@ -225,8 +224,8 @@ class TrainModel(CandidateTask):
     def identity_params(self) -> Any:
         return {"model": self.spec.model_dump()}
 
-    def run(self) -> None:
-        _require_passed(self.input()["gate"]["verdict.json"].path)
+    def produce(self) -> None:
+        _require_passed(self.requires()["gate"])
         cfg, spec = self.cfg, self.spec
         train = data.read_parquet(self.input()["split"]["train.parquet"].path)
         x, y = data.features_and_target(train, cfg.target)
@@ -252,10 +251,11 @@ class TrainModel(CandidateTask):
         )
 
 
-def _load_trained(outputs: dict[str, FileSystemTarget]) -> Any:
-    info = storage.read_json(outputs["train.json"].path)
-    path = outputs["model.joblib"].path
-    return training.load_verified(storage.read_bytes(path), info["model_sha256"], path)
+def _load_trained(task: PipelineTask) -> Any:
+    info = task.read_json("train.json")
+    return training.load_verified(
+        task.read("model.joblib"), info["model_sha256"], task.path("model.joblib")
+    )
 
 
 class EvaluateModel(CandidateTask):
@@ -276,20 +276,9 @@ class EvaluateModel(CandidateTask):
     def plot_path(self, name: str) -> str:
         return storage.join(self.folder(), "plots", name)
 
-    def artifacts(self) -> dict[str, str]:
-        files = super().artifacts()
-        listing = files["plots.json"]
-        try:
-            names = storage.read_json(listing) if storage.exists(listing) else {}
-        except storage.StorageError:
-            names = {}
-        for name in sorted(names if isinstance(names, dict) else {}):
-            files[f"plots/{name}"] = self.plot_path(name)
-        return files
-
-    def run(self) -> None:
+    def produce(self) -> None:
         cfg = self.cfg
-        model = _load_trained(self.input()["model"])
+        model = _load_trained(self.requires()["model"])
         test = data.read_parquet(self.input()["split"]["test.parquet"].path)
         x, y = data.features_and_target(test, cfg.target)
         self.progress(20, f"scoring {len(x)} test rows")
@@ -299,7 +288,7 @@ class EvaluateModel(CandidateTask):
         self.progress(70, "drawing plots")
         pngs = metrics.plots(cfg.task, y, y_pred, proba, classes, scores)
         for name, png in pngs.items():
-            storage.write_bytes(self.plot_path(name), png)
+            self.write_at(f"plots/{name}", self.plot_path(name), png)
         self.write("predictions.parquet", data.to_parquet(preds))
         self.write_json("plots.json", {name: sha256_bytes(png) for name, png in pngs.items()})
         self.write_json("metrics.json", scores)
@@ -326,14 +315,14 @@ class ValidateModel(CandidateTask):
             "seed": cfg.split.seed,
         }
 
-    def run(self) -> None:
+    def produce(self) -> None:
         cfg = self.cfg
         inputs = self.input()
         self.set_tracking_url(_file_url(self.path("report.html")))
-        model = _load_trained(inputs["model"])
+        model = _load_trained(self.requires()["model"])
         train = data.read_parquet(inputs["split"]["train.parquet"].path)
         test = data.read_parquet(inputs["split"]["test.parquet"].path)
-        scores = storage.read_json(inputs["evaluate"]["metrics.json"].path)
+        scores = self.requires()["evaluate"].read_json("metrics.json")
 
         self.progress(5, "running deepchecks model_evaluation")
         x_train, _ = data.features_and_target(train, cfg.target)
@@ -397,30 +386,18 @@ class PublishModel(PipelineTask):
     def version(self) -> str:
         return self.identity
 
-    def output(self) -> dict[str, FileSystemTarget]:
-        out = super().output()
-        cfg = self.cfg
-        manifest = storage.join(
-            registry.version_dir(cfg.publish, cfg.name, self.version), registry.MANIFEST_FILE
-        )
-        out["manifest"] = storage.target(manifest)
-        return out
-
-    def run(self) -> None:
+    def produce(self) -> None:
         cfg = self.cfg
         req = self.requires()
         inputs = self.input()
-        stages = {
-            key: _require_passed(inputs[key]["verdict.json"].path)
-            for key in ("data_gate", "split_gate")
-        }
+        stages = {key: _require_passed(req[key]) for key in ("data_gate", "split_gate")}
         outcomes = {
             name: {
-                "verdict": storage.read_json(chain["model_gate"]["verdict.json"].path),
-                "metrics": storage.read_json(chain["evaluate"]["metrics.json"].path),
-                "verdict_path": chain["model_gate"]["verdict.json"].path,
+                "verdict": chain["model_gate"].read_json("verdict.json"),
+                "metrics": chain["evaluate"].read_json("metrics.json"),
+                "verdict_path": chain["model_gate"].path("verdict.json"),
             }
-            for name, chain in inputs["candidates"].items()
+            for name, chain in req["candidates"].items()
         }
         chosen = validation.select_candidate(cfg, outcomes)
         if chosen is None:
@@ -432,10 +409,10 @@ class PublishModel(PipelineTask):
             paths = [o["verdict_path"] for o in outcomes.values()]
             raise GateFailed("model_evaluation", failures, ", ".join(paths))
         model_verdict = outcomes[chosen]["verdict"]
-        chain_in, chain_req = inputs["candidates"][chosen], req["candidates"][chosen]
+        chain_req = req["candidates"][chosen]
 
         self.progress(10, f"collecting the artifacts of candidate {chosen}")
-        plots = storage.read_json(chain_in["evaluate"]["plots.json"].path)
+        plots = chain_req["evaluate"].read_json("plots.json")
         verdict = {
             "passed": True,
             "selected": chosen,
@@ -455,23 +432,21 @@ class PublishModel(PipelineTask):
             },
         }
         files: dict[str, bytes] = {
-            registry.MODEL_FILE: storage.read_bytes(chain_in["model"]["model.joblib"].path),
-            "metrics.json": storage.read_bytes(chain_in["evaluate"]["metrics.json"].path),
-            "predictions.parquet": storage.read_bytes(
-                chain_in["evaluate"]["predictions.parquet"].path
-            ),
+            registry.MODEL_FILE: chain_req["model"].read("model.joblib"),
+            "metrics.json": chain_req["evaluate"].read("metrics.json"),
+            "predictions.parquet": chain_req["evaluate"].read("predictions.parquet"),
             "verdict.json": storage.dumps_json(verdict),
         }
         for name in plots:
-            files[f"plots/{name}"] = storage.read_bytes(chain_req["evaluate"].plot_path(name))
+            files[f"plots/{name}"] = chain_req["evaluate"].read(f"plots/{name}")
         reports = {
-            "data_integrity": inputs["data_gate"]["report.html"],
-            "train_test": inputs["split_gate"]["report.html"],
-            "model_evaluation": chain_in["model_gate"]["report.html"],
+            "data_integrity": req["data_gate"],
+            "train_test": req["split_gate"],
+            "model_evaluation": chain_req["model_gate"],
         }
-        for report, target in reports.items():
-            files[f"reports/{report}.html"] = storage.read_bytes(target.path)
-        train_info = storage.read_json(chain_in["model"]["train.json"].path)
+        for report, gate in reports.items():
+            files[f"reports/{report}.html"] = gate.read("report.html")
+        train_info = chain_req["model"].read_json("train.json")
         files["schema.json"] = storage.dumps_json(
             {
                 "features": train_info["features"],
@@ -486,6 +461,12 @@ class PublishModel(PipelineTask):
         manifest = self._manifest(req, chosen, train_info)
         self.progress(60, f"publishing version {self.version}")
         created = registry.publish_version(cfg.publish, cfg.name, self.version, files, manifest)
+        folder = registry.version_dir(cfg.publish, cfg.name, self.version)
+        if created:  # what another publisher wrote is read from its manifest instead
+            for rel, blob in files.items():
+                self.wrote(rel, storage.join(folder, rel), blob)
+        manifest_path = storage.join(folder, registry.MANIFEST_FILE)
+        self.wrote(registry.MANIFEST_FILE, manifest_path, storage.read_bytes(manifest_path))
         promote = created or not registry.ever_promoted(cfg.publish, cfg.name, self.version)
         if promote:
             champion: dict[str, Any] = next(
@@ -523,16 +504,17 @@ class PublishModel(PipelineTask):
         manifest.update(
             version=self.version,
             candidate=chosen,
-            metrics=storage.read_json(chain["evaluate"].output()["metrics.json"].path),
+            metrics=chain["evaluate"].read_json("metrics.json"),
         )
         return manifest
 
     def artifacts(self) -> dict[str, str]:
-        """published.json, and the version's files (listed by its manifest)."""
+        """published.json, and the version's files (as sealed, else listed by its manifest)."""
+        files = super().artifacts()
+        if registry.MANIFEST_FILE not in files or len(files) > 2:
+            return files
         cfg = self.cfg
         folder = registry.version_dir(cfg.publish, cfg.name, self.version)
-        files = {"published.json": self.path("published.json")}
-        files[registry.MANIFEST_FILE] = storage.join(folder, registry.MANIFEST_FILE)
         try:
             manifest = registry.read_manifest(cfg.publish, cfg.name, self.version)
         except storage.StorageError:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,97 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "config"
 MLCD = str(Path(sys.executable).parent / "mlcd")
+
+
+# Known fake credentials: the S3 tests search every output for them (they must never be written).
+FAKE_ACCESS_KEY = "AKIAMLCDFAKE7Q3XK2PZ"
+FAKE_SECRET_KEY = "mlcdFakeSecret/9vT2wQ8rL5nB1xZ7cK4mH6jD3sA0"
+
+
+class S3Endpoint:
+    """A real S3 endpoint over HTTP (moto_server, a separate process on 127.0.0.1)."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log = url, log
+        self.env = {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=FAKE_ACCESS_KEY,
+            aws_secret_access_key=FAKE_SECRET_KEY,
+        )
+
+    def bucket(self, prefix: str = "mlcd") -> str:
+        """A new, empty bucket."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """Every object in ``bucket``: key -> bytes."""
+        client = self.client()
+        found: dict[str, bytes] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents") or []:
+                body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                found[item["Key"]] = body
+        return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """moto_server for the whole session; its address and the fake credentials are exported to
+    this process and to every mlcd it starts (boto3 reads AWS_ENDPOINT_URL)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    server = str(Path(sys.executable).parent / "moto_server")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [server, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"moto_server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+    endpoint = S3Endpoint(url, log)
+    saved = {key: os.environ.get(key) for key in endpoint.env}
+    os.environ.update(endpoint.env)
+    try:
+        yield endpoint
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -57,10 +152,10 @@ def run_mlcd(
 
 
 def run_json(
-    config: Path, *extra: str, date: str = "2026-01-15"
+    config: Path, *extra: str, date: str = "2026-01-15", env: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any], str]:
     """``mlcd run --json``: exit code, the summary, and stderr."""
-    proc = run_mlcd("run", "--config", str(config), "--date", date, "--json", *extra)
+    proc = run_mlcd("run", "--config", str(config), "--date", date, "--json", *extra, env=env)
     report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
     return proc.returncode, report, proc.stderr
 

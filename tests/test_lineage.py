@@ -249,7 +249,10 @@ def test_snapshot_is_kept_by_content_and_the_old_one_stays_when_the_source_chang
     assert sha256_file(str(snapshots / f"{sha}.parquet")) == sha
     info = json.loads(Path(first.path("extract.json")).read_text())
     assert info["snapshot"] == f"snapshots/{sha}.parquet" and info["snapshot_sha256"] == sha
-    assert sorted(p.name for p in Path(first.folder()).iterdir()) == ["extract.json"]
+    assert sorted(p.name for p in Path(first.folder()).iterdir()) == [
+        "_SUCCESS.json",
+        "extract.json",
+    ]
 
     csv_source(tmp_path, rows=400)
     second = extract()
@@ -272,6 +275,10 @@ def test_extract_is_incomplete_without_its_snapshot_and_refuses_a_corrupted_one(
     path = Path(str(task.snapshot_path()))
     blob = path.read_bytes()
     path.unlink()
+    # A task found complete stays so for its run (its outputs are immutable); the next run's
+    # task looks again.
+    Register.clear_instance_cache()
+    task = tasks.ExtractData(config_path=str(config), date=dt.date(2026, 1, 15))
     assert not task.complete()
     assert luigi.build([task], local_scheduler=True, log_level="WARNING")
     assert path.read_bytes() == blob  # extracted again, the same bytes under the same name
