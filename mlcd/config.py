@@ -353,11 +353,11 @@ def import_object(dotted: str) -> Any:
 
 def check_estimator(cfg: PipelineConfig, path: str) -> None:
     """Build the configured estimator once, so a typo fails before anything runs."""
-    from mlcd.training import build_estimator
+    from mlcd.training import check_spec
 
     for name, spec in cfg.models().items():
         where = "model" if cfg.candidates is None else f"candidates[{name}]"
         try:
-            build_estimator(spec, where)
+            check_spec(spec, where)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None

@@ -26,9 +26,10 @@ def source_fingerprint(source: SourceConfig) -> dict[str, Any]:
     and size, an S3 object's ETag and size (no download). ``{date}`` must be filled in already
     (``SourceConfig.for_date``)."""
     if source.dataset is not None:
-        import sklearn
+        from importlib import metadata  # not sklearn itself: a second to import
 
-        return {"kind": "sklearn", "dataset": source.dataset, "sklearn": sklearn.__version__}
+        version = metadata.version("scikit-learn")
+        return {"kind": "sklearn", "dataset": source.dataset, "sklearn": version}
     assert source.path is not None
     try:
         described = _describe(source.path)

@@ -299,19 +299,14 @@ def task_record(task: Any, roots: dict[str, str]) -> dict[str, Any]:
 def seeds(cfg: Any) -> dict[str, Any]:
     """Every seed that shapes a result: the split's (it also seeds deepchecks) and each model's
     ``random_state`` parameters (None: the estimator is not seeded)."""
-    from mlcd.training import build_estimator
+    from mlcd.training import check_spec
 
     models: dict[str, dict[str, Any]] = {}
     for name, spec in cfg.models().items():
         try:
-            params = build_estimator(spec).get_params(deep=True)
+            models[name] = check_spec(spec)["random_state"]
         except Exception:  # the config was checked at load; a failure here records nothing
-            params = {}
-        models[name] = {
-            key: value if value is None or isinstance(value, int) else repr(value)
-            for key, value in sorted(params.items())
-            if key == "random_state" or key.endswith("__random_state")
-        }
+            models[name] = {}
     return {"split": cfg.split.seed, "deepchecks": cfg.split.seed, "models": models}
 
 

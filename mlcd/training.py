@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 from typing import Any
 
 import pandas as pd
@@ -61,6 +63,66 @@ def build_estimator(spec: ModelConfig, where: str = "model", top: bool = True) -
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"'{where}.params': {exc}") from None
     return estimator
+
+
+def check_spec(spec: ModelConfig, where: str = "model") -> dict[str, Any]:
+    """Build the estimator once to check its import path and parameters (ConfigError naming
+    the key otherwise); its ``random_state`` parameters, which a run manifest records.
+
+    Importing scikit-learn takes about a second, which would be most of a rerun that has
+    nothing to do; so the answer for a spec made only of scikit-learn classes is kept on disk
+    (``MLCD_CACHE_DIR``, default ``~/.cache/mlcd``), keyed by the spec and the versions of
+    scikit-learn and mlcd. A spec naming other code is checked every time: that code may change
+    without a version.
+    """
+    from importlib import metadata
+
+    from mlcd import __version__, storage
+    from mlcd.fingerprint import digest
+
+    spec_data = spec.model_dump(mode="json")
+    cacheable = all(path.startswith("sklearn.") for path in _estimator_paths(spec_data))
+    path = None
+    if cacheable:
+        key = digest([spec_data, metadata.version("scikit-learn"), __version__])
+        path = os.path.join(_cache_dir(), "specs", f"{key}.json")
+        try:
+            with open(path, "rb") as handle:
+                cached: dict[str, Any] = json.load(handle)
+            return cached
+        except (OSError, ValueError):
+            pass
+    params = build_estimator(spec, where).get_params(deep=True)
+    facts = {
+        "random_state": {
+            key: value if value is None or isinstance(value, int) else repr(value)
+            for key, value in sorted(params.items())
+            if key == "random_state" or key.endswith("__random_state")
+        }
+    }
+    if path is not None:
+        try:
+            storage.write_bytes(path, json.dumps(facts, sort_keys=True).encode())
+        except (StorageError, OSError):
+            pass  # no cache: checked again next time
+    return facts
+
+
+def _cache_dir() -> str:
+    if os.environ.get("MLCD_CACHE_DIR"):
+        return os.environ["MLCD_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mlcd")
+
+
+def _estimator_paths(value: Any) -> list[str]:
+    """Every ``estimator`` import path in a spec, nested ones included."""
+    if isinstance(value, dict):
+        own = [str(value["estimator"])] if "estimator" in value else []
+        return own + [p for v in value.values() for p in _estimator_paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _estimator_paths(v)]
+    return []
 
 
 def fit(spec: ModelConfig, x_train: pd.DataFrame, y_train: pd.Series) -> Any:

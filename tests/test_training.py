@@ -203,3 +203,43 @@ def test_regressor_without_predict_proba_gives_none_for_probabilities():
     y_pred, proba = predict(model, bunch.data)
     assert proba is None
     assert y_pred.shape == (len(bunch.data),)
+
+
+def test_a_checked_sklearn_spec_is_not_imported_again(tmp_path):
+    """A no-op rerun must not pay scikit-learn's import to re-check the config's estimator."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, write_config
+
+    config = write_config(tmp_path)
+    probe = (
+        "import sys; from mlcd.config import load_config; "
+        f"load_config({str(config)!r}); print('sklearn.base' in sys.modules)"
+    )
+    env = {**os.environ, "MLCD_CACHE_DIR": str(tmp_path / "cache")}
+
+    def imported() -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert imported() == "True"  # checked: scikit-learn imported, the answer kept
+    assert imported() == "False"
+    assert len(list((tmp_path / "cache" / "specs").iterdir())) == 1
+
+
+def test_a_spec_naming_other_code_is_checked_every_time(tmp_path, monkeypatch):
+    from mlcd.config import ModelConfig
+    from mlcd.training import check_spec
+
+    monkeypatch.setenv("MLCD_CACHE_DIR", str(tmp_path))
+    spec = ModelConfig(estimator="tests.slow_estimator.SlowClassifier", params={})
+    assert check_spec(spec) == {"random_state": {}}
+    assert not (tmp_path / "specs").exists()
+    bad = ModelConfig(estimator="sklearn.linear_model.LogisticRegression", params={"C": "x"})
+    with pytest.raises(ConfigError):
+        check_spec(bad)
+    assert not (tmp_path / "specs").exists()  # nothing kept for a spec that failed
