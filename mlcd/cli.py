@@ -94,13 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(args, "handler"):  # models, predict, serve (mlcd/registry_cli.py)
             return int(args.handler(args))
     except MlcdError as exc:
-        print(f"mlcd: {exc.kind}: {exc}", file=sys.stderr)
+        print(one_line(f"mlcd: {exc.kind}: {exc}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("mlcd: interrupted", file=sys.stderr)
         return 130
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def one_line(message: str) -> str:
+    """An error as the one line mlcd prints: a newline inside it (from a library's message, a
+    key in the config) is shown escaped."""
+    return message.strip().replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _scheduler_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -254,7 +260,7 @@ def _build_and_report(root: Any, args: argparse.Namespace, scheduler: dict[str, 
     elif failures:
         first = failures[0]
         code = int(first["exit_code"])
-        message = f"mlcd: {first['kind']}: {first['task']}: {first['message']}"
+        message = one_line(f"mlcd: {first['kind']}: {first['task']}: {first['message']}")
     else:
         error: MlcdError = PipelineFailed(
             f"the pipeline did not finish (luigi status: {report['status']}); see the log above"

@@ -258,6 +258,8 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | N
 def _describe(error: Mapping[str, Any], path: str) -> str:
     loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
     key = ".".join(str(p) for p in loc) or "(top level)"
+    if not key.isprintable():  # a key with a newline or a control character
+        key = key.encode("unicode_escape").decode("ascii")
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(PipelineConfig, loc[:-1])
         hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
@@ -267,6 +269,8 @@ def _describe(error: Mapping[str, Any], path: str) -> str:
     message = str(error["msg"]).removeprefix("Value error, ")
     value = error.get("input")
     shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    if not loc:  # a check across keys: its message names them
+        return f"{path}: {message}{shown}"
     return f"{path}: '{key}': {message}{shown}"
 
 
@@ -283,6 +287,16 @@ def parse_config(data: Any, path: str, base: Path) -> PipelineConfig:
         first = _describe(errors[0], path)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(first + more) from None
+    except (TypeError, AttributeError) as exc:
+        # pydantic reports a validator's ValueError, not these: braces in source.path such as
+        # {date[0]} or {date.foo} raise them when the date is filled in.
+        source = data.get("source")
+        if isinstance(source, dict) and "{" in str(source.get("path")):
+            raise ConfigError(
+                f"{path}: 'source.path': {source.get('path')!r}: braces may only hold the run "
+                f"date, as {{date}} or {{date:%Y/%m/%d}} (any strftime format); here: {exc}"
+            ) from None
+        raise ConfigError(f"{path}: a value cannot be used: {exc}") from None
     updates: dict[str, Any] = {
         "workspace": _resolve(base, cfg.workspace),
         "publish": _resolve(base, cfg.publish),
@@ -346,7 +360,7 @@ def _load_cached(resolved: str, _stat: tuple[int, ...], shown: str) -> PipelineC
 def import_object(dotted: str) -> Any:
     """Import ``package.module.Name``; raise ImportError/AttributeError as Python does."""
     module_name, _, attr = dotted.rpartition(".")
-    if not module_name:
+    if not module_name or module_name.startswith("."):  # '..x.Y' would be a relative import
         raise ImportError(f"{dotted!r} is not a dotted path like 'sklearn.linear_model.Ridge'")
     return getattr(importlib.import_module(module_name), attr)
 
@@ -360,4 +374,16 @@ def check_estimator(cfg: PipelineConfig, path: str) -> None:
         try:
             check_spec(spec, where)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{path}: {exc}".replace("\n", "\\n")) from None
+        except TypeError as exc:  # e.g. a Pipeline step whose name is not text
+            raise ConfigError(
+                f"{path}: '{where}': {spec.estimator} cannot be built from its params: {exc}"
+            ) from None
+        except ValidationError as exc:  # a nested {estimator, params} mapping of the wrong shape
+            error = exc.errors()[0]
+            key = ".".join(str(p) for p in error["loc"])
+            raise ConfigError(
+                f"{path}: '{where}.params': a nested estimator's '{key}': {error['msg']} "
+                f"(got {error.get('input')!r}); a nested estimator is a mapping "
+                "{estimator: import.path, params: {...}}"
+            ) from None

@@ -86,7 +86,8 @@ def source_columns(source: SourceConfig) -> list[str]:
         raise
     except Exception as exc:
         raise DataError(
-            f"cannot read the columns of {source.path!r} as {source.format}: {exc}"
+            f"cannot read the columns of {source.path!r} as {source.format}: "
+            + " ".join(str(exc).split())  # pandas' messages may end in a newline
         ) from None
 
 
@@ -109,6 +110,12 @@ def load_source(source: SourceConfig, columns: list[str] | None = None) -> pd.Da
                     handle.seek(0)
                 frame = pd.read_parquet(handle, columns=columns)
             else:
+                repeated = _repeated_csv_names(source.path, columns)
+                if repeated:  # pandas would keep both, renaming the second 'a' to 'a.1'
+                    raise DataError(
+                        f"the source has duplicated column names: {', '.join(repeated)}; "
+                        "rename them"
+                    )
                 frame = pd.read_csv(
                     handle, usecols=None if columns is None else lambda c: c in columns
                 )
@@ -119,11 +126,22 @@ def load_source(source: SourceConfig, columns: list[str] | None = None) -> pd.Da
             f"source file {source.path!r} is not UTF-8 ({exc.reason} at byte {exc.start}); "
             "re-encode it as UTF-8"
         ) from None
-    except StorageError:
+    except (StorageError, DataError):
         raise
     except Exception as exc:
-        raise DataError(f"cannot read {source.path!r} as {source.format}: {exc}") from None
+        raise DataError(
+            f"cannot read {source.path!r} as {source.format}: " + " ".join(str(exc).split())
+        ) from None
     return frame
+
+
+def _repeated_csv_names(path: str, columns: list[str] | None) -> list[str]:
+    """The names a CSV's header line repeats, among ``columns`` (all when None)."""
+    with storage.open_read(path) as handle:
+        header = pd.read_csv(handle, nrows=1, header=None, dtype=str, keep_default_na=False)
+    names = [str(n) for n in header.iloc[0]] if len(header) else []
+    used = [n for n in names if columns is None or n in columns]
+    return sorted({n for n in used if used.count(n) > 1})
 
 
 def check_columns(cfg: PipelineConfig, columns: list[str]) -> None:
@@ -176,7 +194,25 @@ def make_snapshot(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
             f"feature column(s) {', '.join(map(repr, all_nan))} are entirely empty; drop them "
             "or list the features to use under 'features'"
         )
+    for column in [*features, cfg.target]:
+        _refuse_stray_text(snap[column], column)
     return snap
+
+
+def _refuse_stray_text(values: pd.Series, column: str) -> None:
+    """A column of numbers with a few text values (a CSV then reads the whole column as text)
+    is broken data that a numeric estimator fails on mid-run; deepchecks' MixedDataTypes lets a
+    type under 1% of the rows pass, so it is refused here, naming the first such value."""
+    if values.dtype != object:
+        return
+    present = values.dropna()
+    text = present[pd.to_numeric(present, errors="coerce").isna()]
+    if 0 < len(text) < len(present) - len(text):  # mostly numbers
+        raise DataError(
+            f"column {column!r} holds numbers and text: {len(text)} of {len(present)} values "
+            f"are not numbers (data row {text.index[0]}, counting from 0, has "
+            f"{text.iloc[0]!r}); fix or empty those values in the source"
+        )
 
 
 def to_parquet(frame: pd.DataFrame) -> bytes:

@@ -252,6 +252,19 @@ def verified_bytes(
     return data
 
 
+def _promoted_sha256(publish: str, name: str, version: str) -> str | None:
+    """The model digest production.json recorded when ``version`` was promoted (None when it
+    is not in production, or the pointer is unreadable: that is reported where it is read)."""
+    try:
+        pointer = production(publish, name)
+    except StorageError:
+        return None
+    if pointer is None or pointer.get("version") != version:
+        return None
+    digest = pointer.get("model_sha256")
+    return digest if isinstance(digest, str) and digest else None
+
+
 def verify_version(
     publish: str, name: str, version: str, manifest: dict[str, Any] | None = None
 ) -> list[str]:
@@ -261,6 +274,12 @@ def verify_version(
     problems = []
     if _recorded_sha256(manifest, MODEL_FILE) is None:
         problems.append(f"the manifest records no sha256 for {MODEL_FILE}")
+    promoted = _promoted_sha256(publish, name, version)
+    if promoted is not None and promoted != _recorded_sha256(manifest, MODEL_FILE):
+        problems.append(
+            f"{MODEL_FILE} and the manifest were changed after the promotion (production.json "
+            f"recorded model sha256 {promoted[:12]})"
+        )
     for rel in sorted(_artifacts(manifest)):
         expected = _recorded_sha256(manifest, rel)
         path = storage.join(folder, rel)
@@ -291,6 +310,11 @@ def load_model(
     manifest = manifest if manifest is not None else read_manifest(publish, name, version)
     path = storage.join(version_dir(publish, name, version), MODEL_FILE)
     expected = _recorded_sha256(manifest, MODEL_FILE)
+    if expected_sha256 is None:
+        # Whoever loads the version in production (the champion gate too) checks it against
+        # the digest recorded when it was promoted: a model swapped together with its
+        # manifest matches the manifest.
+        expected_sha256 = _promoted_sha256(publish, name, version)
     if not expected:
         raise StorageError(
             f"the manifest of version {version!r} of model {name!r} records no sha256 for "
@@ -775,11 +799,17 @@ def set_production(
     Used by PublishModel after a run passed every gate; people use ``promote`` and
     ``rollback``, which check the version first."""
     with _locked(publish, name, f"{action} {version}", wait):
+        state = _read_state(publish, name)
+        if state.pointer is not None and state.current == version:
+            # A run killed between the pointer and its log line, run again: log the lost line
+            # instead of a second change of production from the version to itself.
+            _recover(publish, name, state)
+            return state.pointer
         pointer, _ = _move(
             publish,
             name,
             version,
-            _read_state(publish, name),
+            state,
             action=action,
             actor=actor,
             user=user,

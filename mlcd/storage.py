@@ -395,6 +395,28 @@ def exclusive_lock(path: str, holder: Mapping[str, Any], wait: float) -> Iterato
         os.close(fd)  # closing releases the lock
 
 
+def _holder_died_here(raw: bytes) -> bool:
+    """Whether an S3 lock's holder was a process on this host that no longer exists (killed:
+    a rerun on the same host need not wait out the lease). A holder on another host, or one
+    that did not record its pid and host, is waited for."""
+    import socket
+
+    try:
+        info = json.loads(raw)
+        pid, host = int(info["pid"]), info["host"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname() or pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, owned by another user
+    return False
+
+
 @contextlib.contextmanager
 def _s3_lock(path: str, holder: Mapping[str, Any], wait: float) -> Iterator[None]:
     deadline = time.monotonic() + max(wait, 0.0)
@@ -411,7 +433,7 @@ def _s3_lock(path: str, holder: Mapping[str, Any], wait: float) -> Iterator[None
                 expires = float(json.loads(current[0]).get("expires", 0))
             except (ValueError, AttributeError, TypeError):
                 expires = 0.0
-            if expires < time.time():
+            if expires < time.time() or _holder_died_here(current[0]):
                 # The holder died without releasing; only one taker's conditional delete wins.
                 with contextlib.suppress(Conflict):
                     s3.delete(path, if_etag=current[1])
