@@ -109,13 +109,15 @@ class EvaluationConfig(_Strict):
 
 
 class SuiteConfig(_Strict):
-    """One deepchecks suite: which checks block, which are known to break, how much to sample."""
+    """One deepchecks suite: which checks block, which are known to break, how much to sample,
+    and above how many rows its costly advisory checks are left out (None: never)."""
 
     enabled: bool = True
     blocking: list[str] | None = None
     known_broken: list[str] = Field(default_factory=list)
     skip: list[str] = Field(default_factory=list)
     n_samples: int | None = Field(None, gt=0)
+    costly_checks_max_rows: int | None = Field(100_000, ge=0)
 
 
 class ValidationConfig(_Strict):

@@ -5,6 +5,12 @@ value, its threshold, its result and whether it blocks. A verdict passes when no
 failed. deepchecks' own ``passed()`` ignores checks that raised; here a check that raises fails
 its gate unless the config lists it as known-broken, and a check that does not apply to the
 data or task type is reported as skipped.
+
+What it costs (docs/performance.md, docs/gates.md): with ``n_samples`` the frames are sampled
+once, to the rows each check would have drawn itself (``DatasetsSizeComparison`` still counts all
+rows); checks that cannot block are not run when listed as known-broken, nor, on large data, when
+costly (``COSTLY_CHECKS``), and each of those appears in the verdict with the reason; the feature
+importance deepchecks needs is computed the same way on every run.
 """
 
 from __future__ import annotations
@@ -87,6 +93,27 @@ DEFAULT_BLOCKING: dict[str, tuple[str, ...]] = {
 }
 
 
+# Advisory checks that take a second or more even on a 10,000-row sample (UnusedFeatures: the
+# permutation importance it needs when the model has none of its own), as measured by
+# benchmarks/validation_cost.py. On data of more than ``costly_checks_max_rows`` rows they are
+# not run, unless they block.
+COSTLY_CHECKS: dict[str, tuple[str, ...]] = {
+    "data_integrity": ("OutlierSampleDetection", "FeatureLabelCorrelation"),
+    "train_test": ("FeatureLabelCorrelationChange", "MultivariateDrift"),
+    "model_evaluation": ("WeakSegmentsPerformance", "UnusedFeatures"),
+}
+# Checks that read only the number of rows of train and test: with n_samples they still see all
+# of it (their verdict would change on a sample), the others see the sampled rows.
+SIZE_ONLY_CHECKS = ("DatasetsSizeComparison",)
+# The checks of model_evaluation that read the model's feature importance.
+NEEDS_IMPORTANCE = ("UnusedFeatures", "WeakSegmentsPerformance")
+# Rows and repeats of the permutation importance computed for models with no importances of their
+# own: deepchecks' own run (10,000 rows x 30 repeats) took 9-36 s here and is cut short by a
+# wall-time estimate, which made UnusedFeatures raise (a blocking error) on a loaded machine.
+PERMUTATION_ROWS = 1_000
+PERMUTATION_REPEATS = 5
+
+
 def check_suite_names(cfg: PipelineConfig) -> None:
     """Every check named in the validation section must exist in its suite."""
     for suite in SUITES:
@@ -137,7 +164,34 @@ def dataset(frame: pd.DataFrame, cfg: PipelineConfig, label_type: str) -> Any:
     return Dataset(frame, label=cfg.target, cat_features=cat, label_type=label_type)
 
 
-def _build_suite(name: str, section: SuiteConfig, seed: int) -> Any:
+def blocking_checks(suite_name: str, section: SuiteConfig) -> frozenset[str]:
+    return frozenset(
+        section.blocking if section.blocking is not None else DEFAULT_BLOCKING[suite_name]
+    )
+
+
+def not_run(
+    suite_name: str, check: str, section: SuiteConfig, rows: int | None
+) -> tuple[str, str] | None:
+    """Why ``check`` is left out of the suite's run, as (result, details); None when it runs.
+    Only ``skip`` leaves out a blocking check."""
+    where = f"validation.{suite_name}"
+    if check in section.skip:
+        return "skipped", f"skipped by {where}.skip"
+    if check in blocking_checks(suite_name, section):
+        return None
+    if check in section.known_broken:
+        return "known_broken", f"not run: listed under {where}.known_broken"
+    limit = section.costly_checks_max_rows
+    if check in COSTLY_CHECKS[suite_name] and limit is not None and (rows or 0) > limit:
+        return "skipped", (
+            f"not run: a costly advisory check, and the data has {rows} rows, more than "
+            f"{where}.costly_checks_max_rows ({limit}); raise it, or set it to null, to run it"
+        )
+    return None
+
+
+def _build_suite(name: str, section: SuiteConfig, seed: int, rows: int) -> Any:
     import deepchecks
     from deepchecks.tabular import suites
 
@@ -152,18 +206,19 @@ def _build_suite(name: str, section: SuiteConfig, seed: int) -> Any:
         kwargs["n_samples"] = section.n_samples
     suite = factory(**kwargs)
     for index, check in list(suite.checks.items()):
-        if type(check).__name__ in section.skip:
+        if not_run(name, type(check).__name__, section, rows) is not None:
             suite.remove(index)
     return suite
 
 
-def verdict_from_result(suite_name: str, result: Any, section: SuiteConfig) -> dict[str, Any]:
-    """Turn a deepchecks SuiteResult into verdict gates."""
+def verdict_from_result(
+    suite_name: str, result: Any, section: SuiteConfig, rows: int | None = None
+) -> dict[str, Any]:
+    """Turn a deepchecks SuiteResult into verdict gates; each check of the suite that did not run
+    becomes one gate saying why (``rows``: the size of the validated data)."""
     from deepchecks.core.check_result import CheckFailure, CheckResult
 
-    blocking = set(
-        section.blocking if section.blocking is not None else DEFAULT_BLOCKING[suite_name]
-    )
+    blocking = blocking_checks(suite_name, section)
     known_broken = set(section.known_broken)
     gates: list[dict[str, Any]] = []
     for res in result.results:
@@ -218,7 +273,19 @@ def verdict_from_result(suite_name: str, result: Any, section: SuiteConfig) -> d
                     "details": str(cond.details)[:500],
                 }
             )
-    for name in section.skip:
+    ran = {type(res.check).__name__ for res in result.results}
+    return summarise(suite_name, gates + not_run_gates(suite_name, section, ran, rows))
+
+
+def not_run_gates(
+    suite_name: str, section: SuiteConfig, ran: set[str], rows: int | None
+) -> list[dict[str, Any]]:
+    """One gate for each check of the suite that is not among those that ran, saying why."""
+    gates = []
+    for name in SUITE_CHECKS[suite_name]:
+        if name in ran:
+            continue
+        outcome, details = not_run(suite_name, name, section, rows) or ("skipped", "not run")
         gates.append(
             {
                 "kind": "deepchecks",
@@ -226,12 +293,12 @@ def verdict_from_result(suite_name: str, result: Any, section: SuiteConfig) -> d
                 "check": name,
                 "header": name,
                 "condition": None,
-                "result": "skipped",
+                "result": outcome,
                 "blocking": False,
-                "details": "skipped by validation." + suite_name + ".skip",
+                "details": details,
             }
         )
-    return summarise(suite_name, gates)
+    return gates
 
 
 def summarise(stage: str, gates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -270,9 +337,13 @@ def run_suite(
     train: pd.DataFrame,
     test: pd.DataFrame | None = None,
     model: Any = None,
-    predictions: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], bytes]:
-    """Run one deepchecks suite; return its verdict and its HTML report."""
+    """Run one deepchecks suite; return its verdict and its HTML report.
+
+    No precomputed predictions are passed: deepchecks 0.19.1 reads ``y_pred_*``/``y_proba_*``
+    only when it has no model, and predicts with the model it is given (on the sampled rows,
+    which is cheap), so predicting the whole train and test sets beforehand was wasted work.
+    """
     section: SuiteConfig = getattr(cfg.validation, suite_name)
     if not section.enabled:
         verdict = summarise(suite_name, [])
@@ -281,6 +352,7 @@ def run_suite(
             f"<html><body><p>validation.{suite_name} is disabled in the config.</p></body></html>"
         )
         return verdict, note.encode()
+    rows = len(train) + (len(test) if test is not None else 0)
     with contextlib.ExitStack() as stack:
         stack.enter_context(warnings.catch_warnings())
         # deepchecks 0.19.1 imports pkg_resources, calls APIs that scikit-learn 1.5 deprecates
@@ -288,21 +360,101 @@ def run_suite(
         # verdict carry the findings.
         warnings.simplefilter("ignore")
         stack.enter_context(_threads_only())
+        stack.enter_context(_one_native_thread())
+        from deepchecks.core.suite import SuiteResult
+
         label_type = _label_type(cfg, train[cfg.target])
-        suite = _build_suite(suite_name, section, cfg.split.seed)
-        train_ds = dataset(train, cfg, label_type)
-        test_ds = dataset(test, cfg, label_type) if test is not None else None
-        kwargs: dict[str, Any] = {"with_display": False}
-        if model is not None:
-            kwargs["model"] = model
-            kwargs.update(predictions or {})
-            importance = feature_importance(model, [c for c in train.columns if c != cfg.target])
-            if importance is not None:
-                kwargs["feature_importance"] = importance
-        result = suite.run(train_ds, test_ds, **kwargs)
-        verdict = verdict_from_result(suite_name, result, section)
+        suite = _build_suite(suite_name, section, cfg.split.seed, rows)
+        results = []
+        for checks, rows_train, rows_test, with_model in _runs(
+            suite, section.n_samples, cfg, train, test, model
+        ):
+            if not checks.checks:
+                continue
+            kwargs: dict[str, Any] = {"with_display": False}
+            if with_model is not None:
+                kwargs["model"] = with_model
+                importance = model_importance(
+                    checks, with_model, rows_test if rows_test is not None else rows_train, cfg
+                )
+                if importance is not None:
+                    kwargs["feature_importance"] = importance
+            train_ds = dataset(rows_train, cfg, label_type)
+            test_ds = dataset(rows_test, cfg, label_type) if rows_test is not None else None
+            results.extend(checks.run(train_ds, test_ds, **kwargs).results)
+        order = {name: i for i, name in enumerate(SUITE_CHECKS[suite_name])}
+        results.sort(key=lambda res: order[type(res.check).__name__])  # stable: train, then test
+        ran = {type(res.check).__name__ for res in results}
+        notes = [
+            f"{g['check']}: {g['details']}" for g in not_run_gates(suite_name, section, ran, rows)
+        ]
+        if section.n_samples is not None:
+            counted = [name for name in SIZE_ONLY_CHECKS if name in ran]
+            sizes = f"{len(train)} train" + (f" and {len(test)} test" if test is not None else "")
+            notes.insert(
+                0,
+                f"The checks sampled at most {section.n_samples} of the {sizes} rows "
+                f"(validation.{suite_name}.n_samples, seed {cfg.split.seed})"
+                + (f"; {', '.join(counted)} counted all of them." if counted else "."),
+            )
+        result = SuiteResult(suite.name, results, extra_info=notes)
+        verdict = verdict_from_result(suite_name, result, section, rows)
         html = render_html(result)
     return verdict, html
+
+
+def _runs(
+    suite: Any,
+    n: int | None,
+    cfg: PipelineConfig,
+    train: pd.DataFrame,
+    test: pd.DataFrame | None,
+    model: Any,
+) -> list[tuple[Any, pd.DataFrame, pd.DataFrame | None, Any]]:
+    """The suite's checks as (suite, train, test, model) runs: all of them on the frames, or
+    when a frame has more than ``n`` rows (``n_samples``), the checks on the sampled rows and the
+    checks that read the sizes on the label columns."""
+    from deepchecks.tabular import Suite
+
+    seed = cfg.split.seed
+    if n is None or max(len(train), len(test) if test is not None else 0) <= n:
+        return [(suite, train, test, model)]
+    runs = []
+    sizes = [i for i, c in suite.checks.items() if type(c).__name__ in SIZE_ONLY_CHECKS]
+    if sizes:
+        label = [cfg.target]
+        whole = Suite(suite.name, *(suite.checks[i] for i in sizes))
+        runs.append((whole, train[label], test[label] if test is not None else None, None))
+        for index in sizes:
+            suite.remove(index)
+    if suite.checks:
+        sampled_test = sample_rows(test, n, seed) if test is not None else None
+        runs.insert(0, (suite, sample_rows(train, n, seed), sampled_test, model))
+    return runs
+
+
+def sample_rows(frame: pd.DataFrame, n_samples: int, seed: int) -> pd.DataFrame:
+    """The ``n_samples`` rows that a deepchecks check draws for itself
+    (``Dataset.sample(n_samples, random_state=seed)``), drawn once: the checks that sample first,
+    as every blocking one but DatasetsSizeComparison does, see the same rows (in another order),
+    and deepchecks never copies, nor the model predicts, the whole frame."""
+    if len(frame) <= n_samples:
+        return frame
+    return frame.sample(n_samples, random_state=seed)
+
+
+def model_importance(
+    suite: Any, model: Any, frame: pd.DataFrame, cfg: PipelineConfig
+) -> pd.Series | None:
+    """The feature importance to give deepchecks: the model's own, else (only when a check of
+    ``suite`` reads it) a permutation importance that is the same on every run."""
+    features = [c for c in frame.columns if c != cfg.target]
+    importance = feature_importance(model, features)
+    if importance is None and any(
+        type(check).__name__ in NEEDS_IMPORTANCE for check in suite.checks.values()
+    ):
+        importance = permutation_importance(model, frame, cfg.target, cfg.split.seed)
+    return importance
 
 
 def _threads_only() -> Any:
@@ -311,6 +463,17 @@ def _threads_only() -> Any:
     import joblib
 
     return joblib.parallel_config(backend="threading")
+
+
+def _one_native_thread() -> Any:
+    """One OpenMP/BLAS thread for the models the checks call. They predict on samples, and on two
+    cores shared with another task OpenMP's threads contend: 20 predictions of 10,000 rows by
+    HistGradientBoosting took 7.5 s with the default threads and 1.8 s with one, a
+    2,000-row permutation importance 19.8 s and 2.1 s; on 750,000 rows one thread took 6.7-6.8 s
+    against 4.3-7.4 s (docs/performance.md). Predictions do not depend on it."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
 
 
 def feature_importance(model: Any, features: list[str]) -> pd.Series | None:
@@ -326,6 +489,28 @@ def feature_importance(model: Any, features: list[str]) -> pd.Series | None:
     if len(values) != len(features):
         return None
     series = pd.Series(values, index=features, dtype=float)
+    total = series.sum()
+    return series / total if total > 0 else None
+
+
+def permutation_importance(
+    model: Any, frame: pd.DataFrame, target: str, seed: int
+) -> pd.Series | None:
+    """Permutation importance on at most PERMUTATION_ROWS rows of ``frame`` (fixed rows and seed:
+    the same on every run), normalised to sum to 1; None when no feature matters or the model
+    cannot score these rows (deepchecks' checks then report the problem)."""
+    import numpy as np
+    from sklearn.inspection import permutation_importance as permute
+
+    rows = frame.dropna(subset=[target])
+    if len(rows) > PERMUTATION_ROWS:
+        rows = rows.sample(PERMUTATION_ROWS, random_state=seed)
+    x, y = rows.drop(columns=[target]), rows[target]
+    try:
+        result = permute(model, x, y, n_repeats=PERMUTATION_REPEATS, random_state=seed)
+    except Exception:  # a model that cannot score its own features
+        return None
+    series = pd.Series(np.clip(result.importances_mean, 0, None), index=x.columns, dtype=float)
     total = series.sum()
     return series / total if total > 0 else None
 

@@ -325,14 +325,8 @@ class ValidateModel(CandidateTask):
         scores = self.requires()["evaluate"].read_json("metrics.json")
 
         self.progress(5, "running deepchecks model_evaluation")
-        x_train, _ = data.features_and_target(train, cfg.target)
         x_test, y_test = data.features_and_target(test, cfg.target)
-        preds: dict[str, Any] = {}
-        preds["y_pred_train"], proba_train = training.predict(model, x_train)
-        preds["y_pred_test"], proba_test = training.predict(model, x_test)
-        if proba_train is not None:
-            preds["y_proba_train"], preds["y_proba_test"] = proba_train, proba_test
-        verdict, html = validation.run_suite("model_evaluation", cfg, train, test, model, preds)
+        verdict, html = validation.run_suite("model_evaluation", cfg, train, test, model)
 
         self.progress(85, "comparing with the model in production")
         champion_gate = self._champion_gate(scores, x_test, y_test)

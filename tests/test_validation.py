@@ -1,8 +1,11 @@
 """mlcd.validation: deepchecks results become verdict gates (errors fail unless known-broken,
-inapplicable checks are skipped), plus metric thresholds and the comparison with production."""
+inapplicable checks are skipped), plus metric thresholds and the comparison with production;
+what runs on which rows (known-broken and, on large data, costly advisory checks are left out and
+say why; sampling once keeps the blocking verdicts; the same inputs give the same verdict)."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,16 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, make_classification
-from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
 from mlcd.config import GatesConfig, PipelineConfig, SuiteConfig, parse_config
+from mlcd.errors import ConfigError
 from mlcd.validation import (
+    COSTLY_CHECKS,
     DEFAULT_BLOCKING,
     SUITE_CHECKS,
     champion_gate,
     dataset,
     feature_importance,
+    permutation_importance,
     run_suite,
     summarise,
     threshold_gates,
@@ -211,6 +217,195 @@ def test_disabled_suite_passes_without_running_and_says_so():
     assert b"validation.train_test is disabled" in html
 
 
+# --- what runs: known-broken, costly and sampled checks ---------------------------------------
+
+
+def test_costly_checks_max_rows_defaults_to_100000_per_suite_and_null_turns_it_off():
+    cfg = make_cfg(validation={"train_test": {"costly_checks_max_rows": None}})
+    assert cfg.validation.data_integrity.costly_checks_max_rows == 100_000
+    assert cfg.validation.model_evaluation.costly_checks_max_rows == 100_000
+    assert cfg.validation.train_test.costly_checks_max_rows is None
+    with pytest.raises(ConfigError, match="costly_checks_max_rows"):
+        make_cfg(validation={"train_test": {"costly_checks_max_rows": -1}})
+
+
+def test_costly_checks_belong_to_their_suites_and_none_blocks_by_default():
+    for suite, checks in COSTLY_CHECKS.items():
+        assert set(checks) <= set(SUITE_CHECKS[suite]), suite
+        assert not set(checks) & set(DEFAULT_BLOCKING[suite]), suite
+
+
+def test_above_the_row_limit_costly_advisory_checks_do_not_run_and_the_verdict_says_why():
+    frame = classification_frame()  # 240 rows
+    cfg = make_cfg(validation={"data_integrity": {"costly_checks_max_rows": 239}})
+    verdict, html = run_suite("data_integrity", cfg, frame)
+    for check in COSTLY_CHECKS["data_integrity"]:
+        [gate] = by_check(verdict, check)
+        assert (gate["result"], gate["blocking"]) == ("skipped", False), check
+        assert "the data has 240 rows" in gate["details"]
+        assert "validation.data_integrity.costly_checks_max_rows (239)" in gate["details"]
+    assert verdict["passed"] is True
+    assert [g["result"] for g in by_check(verdict, "ConflictingLabels")] == ["pass"]
+    assert b"costly_checks_max_rows" in html  # the report names them too
+
+
+@pytest.mark.parametrize("limit", [240, None], ids=["at-the-limit", "no-limit"])
+def test_costly_checks_run_up_to_the_row_limit_or_when_it_is_null(limit):
+    cfg = make_cfg(validation={"data_integrity": {"costly_checks_max_rows": limit}})
+    verdict, _ = run_suite("data_integrity", cfg, classification_frame())
+    assert [g["result"] for g in by_check(verdict, "OutlierSampleDetection")] == ["ran"]
+    assert [g["result"] for g in by_check(verdict, "FeatureLabelCorrelation")] == ["pass"]
+
+
+def test_a_costly_check_made_blocking_runs_above_the_row_limit():
+    cfg = make_cfg(
+        validation={
+            "data_integrity": {
+                "costly_checks_max_rows": 10,
+                "blocking": ["ConflictingLabels", "FeatureLabelCorrelation"],
+            }
+        }
+    )
+    verdict, _ = run_suite("data_integrity", cfg, with_conflicting_labels(classification_frame()))
+    assert [(g["result"], g["blocking"]) for g in by_check(verdict, "FeatureLabelCorrelation")] == [
+        ("pass", True)
+    ]
+    assert [g["result"] for g in by_check(verdict, "OutlierSampleDetection")] == ["skipped"]
+    assert verdict["passed"] is False  # ConflictingLabels still fails and blocks
+
+
+def split_frame() -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = classification_frame()
+    return frame.iloc[:180], frame.iloc[180:]
+
+
+def test_a_known_broken_advisory_check_is_not_run_and_does_not_block():
+    train, test = split_frame()
+    features = ["f1", "f2", "f3", "f4"]
+    model = LogisticRegression().fit(train[features], train["target"])
+    cfg = make_cfg()  # model_evaluation.known_broken: [WeakSegmentsPerformance] by default
+    verdict, _ = run_suite("model_evaluation", cfg, train, test, model)
+    [gate] = by_check(verdict, "WeakSegmentsPerformance")
+    assert (gate["result"], gate["blocking"]) == ("known_broken", False)
+    assert gate["details"] == "not run: listed under validation.model_evaluation.known_broken"
+    assert not any("WeakSegments" in name for name in verdict["blocking_failures"])
+
+
+def test_a_known_broken_check_that_also_blocks_still_runs():
+    # its failed conditions would block, so leaving it out would change the gate
+    train, test = split_frame()
+    features = ["f1", "f2", "f3", "f4"]
+    model = LogisticRegression().fit(train[features], train["target"])
+    cfg = make_cfg(
+        validation={
+            "model_evaluation": {
+                "known_broken": ["WeakSegmentsPerformance"],
+                "blocking": ["SimpleModelComparison", "WeakSegmentsPerformance"],
+            }
+        }
+    )
+    verdict, _ = run_suite("model_evaluation", cfg, train, test, model)
+    gates = by_check(verdict, "WeakSegmentsPerformance")
+    assert gates and all("not run" not in g["details"] for g in gates)
+
+
+def leaky_split() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """3,000 train rows (60 distinct ones, 50 times each) and a test set of 25, too small next to
+    the train set, of which 10 are copies of train rows: leakage that any sample of train shows."""
+    x, y = make_classification(n_samples=75, n_features=4, n_redundant=0, random_state=1)
+    frame = pd.DataFrame(x, columns=["f1", "f2", "f3", "f4"])
+    frame["target"] = y
+    train = pd.concat([frame.iloc[:60]] * 50, ignore_index=True)
+    test = pd.concat([frame.iloc[60:], frame.iloc[:10]])
+    test.index = range(5000, 5000 + len(test))
+    return train, test
+
+
+def test_sampling_once_keeps_the_blocking_verdicts_of_sampling_in_every_check():
+    from deepchecks.tabular import suites
+
+    train, test = leaky_split()
+    cfg = make_cfg(
+        validation={"train_test": {"n_samples": 500, "costly_checks_max_rows": 0}},
+        split={"seed": 3},
+    )
+    section = cfg.validation.train_test
+    verdict, _ = run_suite("train_test", cfg, train, test)
+    # what deepchecks does on the whole frames: every check samples 500 rows itself
+    suite = suites.train_test_validation(random_state=3, n_samples=500)
+    for index, check in list(suite.checks.items()):
+        if type(check).__name__ not in DEFAULT_BLOCKING["train_test"]:
+            suite.remove(index)
+    each = run_deepchecks(suite, dataset(train, cfg, "binary"), dataset(test, cfg, "binary"))
+    expected = verdict_from_result("train_test", each, section)
+    for check in DEFAULT_BLOCKING["train_test"]:
+        assert by_check(verdict, check) == by_check(expected, check), check
+    # the test set is too small next to all 3,000 train rows, not next to 500 of them
+    [size] = by_check(verdict, "DatasetsSizeComparison")
+    assert (size["result"], size["blocking"]) == ("fail", True)
+    [mix] = by_check(verdict, "TrainTestSamplesMix")
+    assert mix["result"] == "fail"
+    assert verdict["passed"] is False
+
+
+def test_sampling_once_keeps_the_blocking_verdicts_of_data_and_model_checks():
+    from deepchecks.tabular import suites
+
+    x, y = make_classification(n_samples=2400, n_features=4, n_redundant=0, random_state=4)
+    frame = pd.DataFrame(x, columns=["f1", "f2", "f3", "f4"])
+    frame["target"] = y
+    flipped = frame.iloc[:600].copy()  # 600 rows again with the other label: conflicts
+    flipped["target"] = 1 - flipped["target"]
+    frame = pd.concat([frame, flipped], ignore_index=True)
+    train, test = frame.iloc[:2500], frame.iloc[2500:]
+    features = ["f1", "f2", "f3", "f4"]
+    model = LogisticRegression().fit(train[features], train["target"])
+    cfg = make_cfg(
+        validation={"data_integrity": {"n_samples": 400}, "model_evaluation": {"n_samples": 400}},
+        split={"seed": 5},
+    )
+    cases = {
+        "data_integrity": ((frame,), {}, suites.data_integrity),
+        "model_evaluation": ((train, test), {"model": model}, suites.model_evaluation),
+    }
+    verdicts = {}
+    for suite_name, (frames, kwargs, factory) in cases.items():
+        verdicts[suite_name], _ = run_suite(suite_name, cfg, *frames, **kwargs)
+        suite = factory(random_state=5, n_samples=400)
+        for index, check in list(suite.checks.items()):
+            if type(check).__name__ not in DEFAULT_BLOCKING[suite_name]:
+                suite.remove(index)  # the advisory ones do not matter here, and take time
+        each = run_deepchecks(suite, *(dataset(f, cfg, "binary") for f in frames), **kwargs)
+        expected = verdict_from_result(suite_name, each, getattr(cfg.validation, suite_name))
+        for check in DEFAULT_BLOCKING[suite_name]:
+            assert by_check(verdicts[suite_name], check) == by_check(expected, check), check
+    [conflicts] = by_check(verdicts["data_integrity"], "ConflictingLabels")
+    assert (conflicts["result"], conflicts["blocking"]) == ("fail", True)
+
+
+def test_the_same_inputs_give_byte_identical_verdicts():
+    # HistGradientBoosting has no feature_importances_: mlcd's permutation importance feeds
+    # UnusedFeatures, where deepchecks' own would depend on a wall-time estimate
+    x, y = make_classification(n_samples=3000, n_features=4, n_redundant=0, random_state=2)
+    frame = pd.DataFrame(x, columns=["f1", "f2", "f3", "f4"])
+    frame["target"] = y
+    train, test = frame.iloc[:2000], frame.iloc[2000:]
+    features = ["f1", "f2", "f3", "f4"]
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    model.fit(train[features], train["target"])
+    cfg = make_cfg(validation={"model_evaluation": {"n_samples": 500}})
+
+    def verdict_json() -> str:
+        verdict, _ = run_suite("model_evaluation", cfg, train, test, model)
+        gates = [g for g in verdict["gates"] if g["check"] != "ModelInferenceTime"]  # wall time
+        return json.dumps({**verdict, "gates": gates}, sort_keys=True)
+
+    first = verdict_json()
+    assert verdict_json() == first
+    unused = [g for g in json.loads(first)["gates"] if g["check"] == "UnusedFeatures"]
+    assert unused and all(g["result"] in ("pass", "warn") for g in unused)
+
+
 # --- feature importance ----------------------------------------------------------------------
 
 
@@ -230,6 +425,18 @@ def test_feature_importance_is_normalised_from_the_models_own_importances():
         forest.feature_importances_ / forest.feature_importances_.sum(),
     )
     assert feature_importance(forest, features[:3]) is None
+
+
+def test_permutation_importance_is_normalised_and_the_same_on_every_run():
+    frame = classification_frame()
+    features = ["f1", "f2", "f3", "f4"]
+    model = HistGradientBoostingClassifier(max_iter=20, random_state=0)
+    model.fit(frame[features], frame["target"])
+    assert feature_importance(model, features) is None  # nothing of its own
+    first = permutation_importance(model, frame, "target", seed=0)
+    assert list(first.index) == features
+    assert first.sum() == pytest.approx(1.0) and (first >= 0).all()
+    pd.testing.assert_series_equal(permutation_importance(model, frame, "target", seed=0), first)
 
 
 # --- metric thresholds -----------------------------------------------------------------------
