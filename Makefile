@@ -27,6 +27,7 @@ lint: setup
 # What mlcd costs on top of the work it runs (about 16 min on 2 cores): docs/performance.md.
 bench: setup
 	$(BIN)/python benchmarks/pipeline_cost.py
+	$(BIN)/python benchmarks/s3_vs_local.py
 
 # Luigi's central scheduler and web UI on http://127.0.0.1:8082 (loopback only: no auth).
 luigid: setup

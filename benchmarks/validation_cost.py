@@ -12,7 +12,7 @@ written per size under benchmarks/.data/validation_cost/ (the fit, best of 3, is
 Each (size, suite) then runs in a fresh process that has imported what a forked Luigi worker of
 `mlcd run` already has (luigi, pandas, pyarrow, mlcd) and does what its task does: import
 deepchecks (and with it scikit-learn), read its Parquet frames,
-for model_evaluation load the model and predict train and test as ValidateModel does, and call
+for model_evaluation load the model, and call
 `mlcd.validation.run_suite`. Per-check seconds come from timing each check's `run_logic` (train
 and test runs summed); permutation feature importance, deepchecks' Context and the HTML report
 are rows of their own. Prints a table, writes benchmarks/results/validation_cost[-TAG].json.
@@ -146,7 +146,7 @@ def child(rows: int, suite: str, n_samples: int | None, overrides: dict[str, Any
     import pandas as pd
     import pyarrow  # noqa: F401
 
-    from mlcd import data, training, validation
+    from mlcd import validation
 
     folder = PREPARED / str(rows)
     steps: dict[str, float] = {}
@@ -184,15 +184,8 @@ def child(rows: int, suite: str, n_samples: int | None, overrides: dict[str, Any
     if suite == "model_evaluation":
         t0 = time.perf_counter()
         model = joblib.load(folder / "model.joblib")
-        train, test = frames
-        x_train, _ = data.features_and_target(train, cfg.target)
-        x_test, _ = data.features_and_target(test, cfg.target)
-        preds: dict[str, Any] = {}  # as ValidateModel computes them (tasks/pipeline.py)
-        preds["y_pred_train"], preds["y_proba_train"] = training.predict(model, x_train)
-        preds["y_pred_test"], preds["y_proba_test"] = training.predict(model, x_test)
-        steps["ValidateModel's predictions of train and test"] = time.perf_counter() - t0
-        del x_train, x_test
-        args = (*args, model, preds)
+        steps["load the model"] = time.perf_counter() - t0
+        args = (*args, model)
     peak_before_suite = _peak_mb()
     t0 = time.perf_counter()
     verdict, html = validation.run_suite(suite, cfg, *args)
@@ -235,9 +228,7 @@ def table(report: dict[str, Any]) -> str:
         lines.append("")
         lines.append(
             f"{size['rows']} rows ({size['data_mb']} MB): validation {size['validation_seconds']} s"
-            f" = {size['validation_over_fit']}x fit ({size['fit_seconds']} s); without"
-            f" ValidateModel's predictions {size['validation_seconds_without_task_predictions']} s"
-            f" = {size['validation_over_fit_without_task_predictions']}x; peak RSS"
+            f" = {size['validation_over_fit']}x fit ({size['fit_seconds']} s); peak RSS"
             f" {size['peak_rss_mb']} MB = {size['peak_rss_over_data']}x data"
         )
         for run in size["suites"]:
@@ -285,9 +276,6 @@ def main() -> None:
             runs.append(measure(rows, suite, n_samples, overrides))
         fit = info["fit_seconds"]
         total = sum(r["task_seconds"] for r in runs)
-        predict = sum(
-            r["seconds"].get("ValidateModel's predictions of train and test", 0.0) for r in runs
-        )
         peak = max(r["peak_rss_mb"] for r in runs)
         report["sizes"].append(
             {
@@ -296,8 +284,6 @@ def main() -> None:
                 "fit_seconds": fit,
                 "validation_seconds": round(total, 2),
                 "validation_over_fit": round(total / fit, 2),
-                "validation_seconds_without_task_predictions": round(total - predict, 2),
-                "validation_over_fit_without_task_predictions": round((total - predict) / fit, 2),
                 "peak_rss_mb": peak,
                 "peak_rss_over_data": round(peak / info["data_mb"], 2),
                 "suites": runs,
