@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,23 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "config"
 MLCD = str(Path(sys.executable).parent / "mlcd")
+
+
+# What a published version folder holds (the default, classification, pipeline).
+VERSION_FILES = [
+    "input_example.json",
+    "manifest.json",
+    "metrics.json",
+    "model.joblib",
+    "plots/confusion_matrix.png",
+    "plots/roc_curve.png",
+    "predictions.parquet",
+    "reports/data_integrity.html",
+    "reports/model_evaluation.html",
+    "reports/train_test.html",
+    "schema.json",
+    "verdict.json",
+]
 
 
 # Known fake credentials: the S3 tests search every output for them (they must never be written).
@@ -112,6 +133,88 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class Luigid:
+    """A real luigid (the shipped luigi.cfg, task history on) that a test can SIGKILL and start
+    again on the same port with the same state path."""
+
+    def __init__(self, folder: Path, luigi_cfg: str | None = None) -> None:
+        self.folder, self.port = folder, free_port()
+        (folder / ".mlcd" / "luigid").mkdir(parents=True)  # task history database folder
+        (folder / "logs").mkdir()
+        (folder / "luigi.cfg").write_text(luigi_cfg or (ROOT / "luigi.cfg").read_text())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def api(self, method: str, **data: Any) -> Any:
+        query = urllib.parse.urlencode({"data": json.dumps(data)})
+        with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as resp:
+            return json.loads(resp.read())["response"]
+
+    def args(self) -> list[str]:
+        return ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(self.port)]
+
+    def start(self) -> None:
+        self.starts += 1
+        with open(self.folder / f"luigid-{self.starts}.err", "wb") as err:
+            self.proc = subprocess.Popen(
+                [
+                    str(Path(MLCD).parent / "luigid"),
+                    "--address",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--logdir",
+                    str(self.folder / "logs"),
+                    "--state-path",
+                    str(self.folder / "state.pickle"),
+                ],
+                cwd=self.folder,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.api("task_list", status="DONE", upstream_status="", search="")
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.proc.kill()
+                    log = (self.folder / f"luigid-{self.starts}.err").read_text()
+                    pytest.fail(f"luigid did not start: {log[-2000:]}")
+                time.sleep(0.2)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def runs(self) -> Counter[str]:
+        """How many times luigid's task history saw each task family start running."""
+        db = sqlite3.connect(self.folder / ".mlcd" / "luigid" / "task-history.db")
+        try:
+            rows = db.execute(
+                "select t.name from tasks t join task_events e on e.task_id = t.id "
+                "where e.event_name = 'RUNNING'"
+            ).fetchall()
+        finally:
+            db.close()
+        return Counter(name for (name,) in rows)
 
 
 def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:

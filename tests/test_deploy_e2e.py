@@ -7,91 +7,34 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import MLCD, ROOT, production, run_json, versions, write_config
+from tests.conftest import MLCD, ROOT, Luigid, production, run_json, versions, write_config
 
 pytestmark = pytest.mark.e2e
 BIN = Path(MLCD).parent
 SLOW = {"PYTHONPATH": str(ROOT / "tests")}  # makes tests/slow_estimator.py importable
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class Luigid:
-    port: int
-    folder: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def api(self, method: str, **data: Any) -> Any:
-        query = urllib.parse.urlencode({"data": json.dumps(data)})
-        with urllib.request.urlopen(f"{self.url}/api/{method}?{query}", timeout=10) as resp:
-            return json.loads(resp.read())["response"]
-
-    def args(self) -> list[str]:
-        return ["--scheduler-host", "127.0.0.1", "--scheduler-port", str(self.port)]
-
-
 @pytest.fixture(scope="module")
 def luigid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Luigid]:
     """A real luigid on a free loopback port, with the shipped luigi.cfg except that at most one
     training task may run at once (so the [resources] cap can be seen)."""
-    folder = tmp_path_factory.mktemp("luigid")
-    (folder / ".mlcd" / "luigid").mkdir(parents=True)  # task history database folder
-    (folder / "logs").mkdir()
     cfg = (ROOT / "luigi.cfg").read_text().replace("training = 2", "training = 1")
-    (folder / "luigi.cfg").write_text(cfg)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            str(BIN / "luigid"),
-            "--address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--logdir",
-            str(folder / "logs"),
-            "--state-path",
-            str(folder / "state.pickle"),
-        ],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=open(folder / "luigid.err", "w"),
-    )
-    server = Luigid(port, folder)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            server.api("task_list", status="DONE", upstream_status="", search="")
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"luigid did not start: {(folder / 'luigid.err').read_text()}")
-            time.sleep(0.3)
+    server = Luigid(tmp_path_factory.mktemp("luigid"), cfg)
+    server.start()
     yield server
-    proc.terminate()
-    proc.wait(timeout=30)
+    server.stop()
 
 
 def _names(tasks: dict[str, Any]) -> set[str]:

@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import (
     MLCD,
     ROOT,
+    VERSION_FILES,
     production,
     run_json,
     run_mlcd,
@@ -59,20 +60,7 @@ def test_default_pipeline_publishes_model_metrics_plots_reports_and_manifest(bas
     (version,) = versions(registry, "breast-cancer")
     assert production(registry, "breast-cancer") == version
     folder = registry / "breast-cancer" / "versions" / version
-    assert tree_files(folder) == [
-        "input_example.json",
-        "manifest.json",
-        "metrics.json",
-        "model.joblib",
-        "plots/confusion_matrix.png",
-        "plots/roc_curve.png",
-        "predictions.parquet",
-        "reports/data_integrity.html",
-        "reports/model_evaluation.html",
-        "reports/train_test.html",
-        "schema.json",
-        "verdict.json",
-    ]
+    assert tree_files(folder) == VERSION_FILES
     metrics = json.loads((folder / "metrics.json").read_text())
     for name in ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"):
         assert 0 <= metrics[name] <= 1 or name == "log_loss"

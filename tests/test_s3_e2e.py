@@ -22,6 +22,7 @@ from tests.conftest import (
     FAKE_ACCESS_KEY,
     FAKE_SECRET_KEY,
     NO_SUITES,
+    VERSION_FILES,
     S3Endpoint,
     csv_source,
     free_port,
@@ -34,20 +35,6 @@ pytestmark = pytest.mark.e2e
 DATE = "2026-01-15"
 MODEL = "breast-cancer"
 PIPELINE_TASKS = 9  # the eight steps and RetrainPipeline
-VERSION_FILES = [
-    "input_example.json",
-    "manifest.json",
-    "metrics.json",
-    "model.joblib",
-    "plots/confusion_matrix.png",
-    "plots/roc_curve.png",
-    "predictions.parquet",
-    "reports/data_integrity.html",
-    "reports/model_evaluation.html",
-    "reports/train_test.html",
-    "schema.json",
-    "verdict.json",
-]
 
 
 def s3_config(folder: Path, bucket: str, **changes: Any) -> Path:
