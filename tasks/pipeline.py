@@ -503,9 +503,12 @@ class PublishModel(PipelineTask):
         return manifest
 
     def artifacts(self) -> dict[str, str]:
-        """published.json, and the version's files (as sealed, else listed by its manifest)."""
+        """published.json and the version's files: as the seal lists them, or, when another
+        publisher wrote the version (the seal then lists only its manifest), as the manifest
+        does."""
         files = super().artifacts()
-        if registry.MANIFEST_FILE not in files or len(files) > 2:
+        version_files = set(files) - {"published.json", registry.MANIFEST_FILE}
+        if version_files or registry.MANIFEST_FILE not in files:
             return files
         cfg = self.cfg
         folder = registry.version_dir(cfg.publish, cfg.name, self.version)
