@@ -208,6 +208,7 @@ def execute(
     import luigi
 
     from mlcd.lineage import RUN_ID_ENV
+    from tasks.base import THREADS_ENV
 
     interface = logging.getLogger("luigi-interface")
     if not any(isinstance(f, _HideKnownErrors) for f in interface.filters):
@@ -218,8 +219,6 @@ def execute(
         os.environ[RUN_ID_ENV] = run_id  # PublishModel records it in the version's manifest
         if workers > 1 and len(root.requires().cfg.models()) > 1:
             # Only candidates run side by side; a lone task keeps every core for its fit.
-            from tasks.base import THREADS_ENV
-
             os.environ[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // workers))
         try:
             result = luigi.build(
@@ -232,7 +231,7 @@ def execute(
         finally:
             os.environ.pop(FAILURE_LOG_ENV, None)
             os.environ.pop(RUN_ID_ENV, None)
-            os.environ.pop("MLCD_TASK_THREADS", None)
+            os.environ.pop(THREADS_ENV, None)
         log.seek(0)
         failures = [json.loads(line) for line in log if line.strip()]
     return result, failures

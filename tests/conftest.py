@@ -27,6 +27,19 @@ CONFIGS = ROOT / "config"
 MLCD = str(Path(sys.executable).parent / "mlcd")
 
 
+# The pipeline's steps in order, and every task a run reports (with the RetrainPipeline wrapper).
+STEPS = [
+    "ExtractData",
+    "ValidateData",
+    "SplitData",
+    "ValidateSplit",
+    "TrainModel",
+    "EvaluateModel",
+    "ValidateModel",
+    "PublishModel",
+]
+ALL_TASKS = sorted([*STEPS, "RetrainPipeline"])
+
 # What a published version folder holds (the default, classification, pipeline).
 VERSION_FILES = [
     "input_example.json",

@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import MLCD, ROOT, Luigid, production, run_json, versions, write_config
+from tests.conftest import (
+    ALL_TASKS,
+    MLCD,
+    ROOT,
+    Luigid,
+    production,
+    run_json,
+    versions,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 BIN = Path(MLCD).parent
@@ -48,17 +57,7 @@ def test_run_through_luigid_lists_every_task_done_with_its_edges(luigid: Luigid,
     assert versions(tmp_path / "registry", "breast-cancer")
 
     done = luigid.api("task_list", status="DONE", upstream_status="", search=str(config))
-    assert _names(done) == {
-        "ExtractData",
-        "ValidateData",
-        "SplitData",
-        "ValidateSplit",
-        "TrainModel",
-        "EvaluateModel",
-        "ValidateModel",
-        "PublishModel",
-        "RetrainPipeline",
-    }
+    assert _names(done) == set(ALL_TASKS)
     (root_id,) = [tid for tid, t in done.items() if t["name"] == "RetrainPipeline"]
     graph = luigid.api("dep_graph", task_id=root_id)
     edges = {
@@ -154,17 +153,7 @@ def test_browser_renders_the_pipeline_graph_from_luigid(luigid: Luigid, tmp_path
     # The dependency graph is an SVG whose nodes carry the task names.
     svg = re.search(r"<svg.*</svg>", dom.stdout, re.S)
     assert svg is not None, dom.stdout[:2000]
-    for name in (
-        "ExtractData",
-        "ValidateData",
-        "SplitData",
-        "ValidateSplit",
-        "TrainModel",
-        "EvaluateModel",
-        "ValidateModel",
-        "PublishModel",
-        "RetrainPipeline",
-    ):
+    for name in ALL_TASKS:
         assert name in svg.group(0), name
     shot = tmp_path / "graph.png"
     subprocess.run(

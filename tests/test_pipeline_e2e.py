@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    ALL_TASKS,
     MLCD,
     ROOT,
+    STEPS,
     VERSION_FILES,
     production,
     run_json,
@@ -25,17 +27,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.e2e
-ALL_TASKS = [
-    "EvaluateModel",
-    "ExtractData",
-    "PublishModel",
-    "RetrainPipeline",
-    "SplitData",
-    "TrainModel",
-    "ValidateData",
-    "ValidateModel",
-    "ValidateSplit",
-]
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +60,7 @@ def test_default_pipeline_publishes_model_metrics_plots_reports_and_manifest(bas
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["version"] == version
     assert manifest["environment"]["packages"]["scikit-learn"].startswith("1.5.")
-    assert set(manifest["tasks"]) == {
-        "ExtractData",
-        "ValidateData",
-        "SplitData",
-        "ValidateSplit",
-        "TrainModel",
-        "EvaluateModel",
-        "ValidateModel",
-    }
+    assert set(manifest["tasks"]) == set(STEPS) - {"PublishModel"}
     from mlcd.fingerprint import sha256_file
 
     for rel, info in manifest["artifacts"].items():

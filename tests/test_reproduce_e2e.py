@@ -17,6 +17,7 @@ from tests.conftest import (
     MLCD,
     NO_SUITES,
     ROOT,
+    STEPS,
     csv_config,
     csv_source,
     production,
@@ -93,16 +94,7 @@ def test_binary_config_reproduces_byte_identical_in_another_process_and_workspac
         tmp_path / "elsewhere/workspace" / snapshot
     ).read_bytes()
     labels = [t["label"] for t in result["tasks"]]
-    assert labels == [
-        "ExtractData",
-        "ValidateData",
-        "SplitData",
-        "ValidateSplit",
-        "TrainModel",
-        "EvaluateModel",
-        "ValidateModel",
-        "PublishModel",
-    ]
+    assert labels == STEPS
     assert all(t["result"] == "identical" for t in result["tasks"])
     verdicts = [o for t in result["tasks"] for o in t["outputs"] if o["compare"] == "verdict"]
     assert len(verdicts) == 4 and all(o["result"] == "identical" for o in verdicts)

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import (
+    ALL_TASKS,
     FAKE_ACCESS_KEY,
     FAKE_SECRET_KEY,
     NO_SUITES,
@@ -34,7 +35,6 @@ from tests.conftest import (
 pytestmark = pytest.mark.e2e
 DATE = "2026-01-15"
 MODEL = "breast-cancer"
-PIPELINE_TASKS = 9  # the eight steps and RetrainPipeline
 
 
 def s3_config(folder: Path, bucket: str, **changes: Any) -> Path:
@@ -117,7 +117,7 @@ def test_a_no_op_rerun_on_s3_makes_two_requests_per_task(on_s3):
     code, report, err = run_json(on_s3.config, date=DATE, env={"MLCD_S3_TRACE": "1"})
     seconds = time.perf_counter() - started
     assert code == 0, err
-    assert report["ran"] == [] and len(report["already_complete"]) == PIPELINE_TASKS
+    assert report["ran"] == [] and len(report["already_complete"]) == len(ALL_TASKS)
     lines = s3_lines(err)
     kinds = Counter(line.split()[2] for line in lines)
     print(f"\nno-op rerun on S3: {len(lines)} requests {dict(kinds)} in {seconds:.1f} s")
@@ -126,7 +126,7 @@ def test_a_no_op_rerun_on_s3_makes_two_requests_per_task(on_s3):
     assert sum("/_SUCCESS.json" in line for line in lines) == 8
     assert sum("list-type=2" in line for line in lines) <= 9  # + the version's folder
     # and the run's own: the source's HEAD, the snapshot's, production.json, the run manifest
-    assert len(lines) <= 2 * PIPELINE_TASKS + 3
+    assert len(lines) <= 2 * len(ALL_TASKS) + 3
     assert kinds["PUT"] == 1  # the run manifest; nothing else is written
 
 
