@@ -19,10 +19,12 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# ruff, mypy, and import-linter for the layering of docs/architecture.md (pyproject.toml).
 lint: setup
-	$(BIN)/python -m pip install --quiet -c constraints.txt ruff mypy
-	$(BIN)/ruff check mlcd tasks tests
+	$(BIN)/python -m pip install --quiet -c constraints.txt ruff mypy import-linter
+	$(BIN)/ruff check mlcd tasks tests benchmarks
 	$(BIN)/mypy mlcd tasks
+	$(BIN)/lint-imports
 
 # What mlcd costs on top of the work it runs (about 16 min on 2 cores): docs/performance.md.
 bench: setup

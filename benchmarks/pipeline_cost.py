@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from mlcd.lineage import FAMILIES
+from mlcd.catalogue import STEPS as FAMILIES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

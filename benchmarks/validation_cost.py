@@ -13,7 +13,7 @@ Each (size, suite) then runs in a fresh process that has imported what a forked 
 `mlcd run` already has (luigi, pandas, pyarrow, mlcd) and does what its task does: import
 deepchecks (and with it scikit-learn), read its Parquet frames,
 for model_evaluation load the model, and call
-`mlcd.validation.run_suite`. Per-check seconds come from timing each check's `run_logic` (train
+`mlcd.gates.run_suite`. Per-check seconds come from timing each check's `run_logic` (train
 and test runs summed); permutation feature importance, deepchecks' Context and the HTML report
 are rows of their own. Prints a table, writes benchmarks/results/validation_cost[-TAG].json.
 Nothing is asserted: tests never assert on wall time.
@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 PREPARED = HERE / ".data" / "validation_cost"
 SUITES = ("data_integrity", "train_test", "model_evaluation")
-# What each suite's task reads (tasks/pipeline.py).
+# What each suite's task reads (tasks/data.py, tasks/model.py).
 READS = {
     "data_integrity": ("snapshot",),
     "train_test": ("train", "test"),
@@ -146,7 +146,8 @@ def child(rows: int, suite: str, n_samples: int | None, overrides: dict[str, Any
     import pandas as pd
     import pyarrow  # noqa: F401
 
-    from mlcd import validation
+    from mlcd.catalogue import SUITE_CHECKS
+    from mlcd.gates import importance, suites
 
     folder = PREPARED / str(rows)
     steps: dict[str, float] = {}
@@ -160,19 +161,18 @@ def child(rows: int, suite: str, n_samples: int | None, overrides: dict[str, Any
     steps["import deepchecks and scikit-learn"] = time.perf_counter() - started
     cfg = _config(folder / "snapshot.parquet", n_samples, overrides)
     clock = _Clock()
-    for names in validation.SUITE_CHECKS.values():
+    for names in SUITE_CHECKS.values():
         for name in names:
             cls = getattr(dc_checks, name)
             cls.run_logic = clock.wrap(name, cls.run_logic)
     dc_importance._calc_permutation_importance = clock.wrap(
         "(deepchecks permutation importance)", dc_importance._calc_permutation_importance
     )
-    if hasattr(validation, "permutation_importance"):
-        validation.permutation_importance = clock.wrap(
-            "(mlcd permutation importance)", validation.permutation_importance
-        )
+    importance.permutation_importance = clock.wrap(
+        "(mlcd permutation importance)", importance.permutation_importance
+    )
     dc_context.Context.__init__ = clock.wrap("(deepchecks Context)", dc_context.Context.__init__)
-    validation.render_html = clock.wrap("(HTML report)", validation.render_html)
+    suites.render_html = clock.wrap("(HTML report)", suites.render_html)
 
     t0 = time.perf_counter()
     frames = [
@@ -188,7 +188,7 @@ def child(rows: int, suite: str, n_samples: int | None, overrides: dict[str, Any
         args = (*args, model)
     peak_before_suite = _peak_mb()
     t0 = time.perf_counter()
-    verdict, html = validation.run_suite(suite, cfg, *args)
+    verdict, html = suites.run_suite(suite, cfg, *args)
     steps["run_suite"] = time.perf_counter() - t0
     out = {
         "rows": rows,

@@ -17,6 +17,7 @@ from mlcd import storage
 from mlcd.config import PipelineConfig, SourceConfig
 from mlcd.errors import DataError, StorageError
 from mlcd.fingerprint import sha256_bytes
+from mlcd.storage.integrity import mismatch, verified
 
 DEFAULT_TARGET = "target"
 
@@ -230,7 +231,7 @@ def _parse_parquet(blob: bytes, path: str) -> pd.DataFrame:
     try:
         return pd.read_parquet(io.BytesIO(blob), engine="pyarrow")
     except Exception as exc:
-        raise storage.StorageError(
+        raise StorageError(
             f"{path!r} is not a readable Parquet file ({exc}); it is corrupted: delete it and run "
             "again to rebuild it"
         ) from None
@@ -257,7 +258,7 @@ def write_snapshot(workspace: str, blob: bytes) -> str:
     """
     digest = sha256_bytes(blob)
     path = snapshot_path(workspace, digest)
-    if not (storage.exists(path) and sha256_bytes(storage.read_bytes(path)) == digest):
+    if not storage.exists(path) or mismatch(storage.read_bytes(path), digest):
         storage.write_bytes(path, blob)
     return digest
 
@@ -270,13 +271,15 @@ def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
             f"snapshot {sha256[:12]} is not in {storage.join(workspace, SNAPSHOTS)!r} (deleted?); "
             "run the pipeline again to extract the source anew"
         )
-    blob = storage.read_bytes(path)
-    actual = sha256_bytes(blob)
-    if actual != sha256:
-        raise StorageError(
-            f"snapshot {path!r} does not match its name (its sha256 is {actual[:12]}): it was "
-            "changed or corrupted. Delete it and run the pipeline again to extract the source anew"
-        )
+    blob = verified(
+        storage.read_bytes(path),
+        sha256,
+        lambda actual: (
+            f"snapshot {path!r} does not match its name (its sha256 is "
+            f"{actual[:12]}): it was changed or corrupted. Delete it and run the pipeline again to "
+            "extract the source anew"
+        ),
+    )
     return _parse_parquet(blob, path)
 
 

@@ -1,10 +1,13 @@
 """The errors mlcd reports to its users, each with its own exit code.
 
 Every message names the problem and the fix; the CLI prints it on one line and exits with
-``exit_code``. The codes are documented in README.md and mirrored in luigi.cfg's [retcode].
+``exit_code``. ``EXIT_CODES`` is the one list of the codes: the CLI's help is made from it, and
+README.md and luigi.cfg's [retcode] mirror it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class MlcdError(Exception):
@@ -12,6 +15,9 @@ class MlcdError(Exception):
 
     exit_code = 1
     kind = "error"
+    # `mlcd run`'s summary, attached when the run got as far as Luigi: it is printed before the
+    # error's line.
+    report: Any = None
 
 
 class ConfigError(MlcdError):
@@ -57,6 +63,16 @@ class PipelineFailed(MlcdError):
 
     exit_code = 5
     kind = "pipeline failed"
+
+
+class TaskFailed(MlcdError):
+    """A pipeline task failed: the kind and exit code of its error, as the task recorded them
+    in whichever worker process it ran."""
+
+    def __init__(self, kind: str, exit_code: int, message: str) -> None:
+        self.kind = kind
+        self.exit_code = exit_code
+        super().__init__(message)
 
 
 class AlreadyRunning(MlcdError):
@@ -106,3 +122,8 @@ EXIT_CODES: dict[str, int] = {
     NotFound.kind: NotFound.exit_code,
     NotReproduced.kind: NotReproduced.exit_code,
 }
+
+
+def exit_codes_text() -> str:
+    """The exit codes in one sentence, for ``mlcd --help``."""
+    return "Exit codes: " + ", ".join(f"{code} {kind}" for kind, code in EXIT_CODES.items()) + "."

@@ -8,29 +8,10 @@ functions.
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
-Direction = Literal["max", "min"]
-
-METRICS: dict[str, dict[str, Direction]] = {
-    "classification": {
-        "accuracy": "max",
-        "balanced_accuracy": "max",
-        "precision": "max",
-        "recall": "max",
-        "f1": "max",
-        "roc_auc": "max",
-        "log_loss": "min",
-    },
-    "regression": {"mae": "min", "rmse": "min", "r2": "max", "median_ae": "min"},
-}
-
-
-# The metric that ranks candidates and guards against regressions when the config names none.
-PRIMARY_METRIC = {"classification": "f1", "regression": "rmse"}
 
 
 def _round(value: float) -> float:
@@ -101,16 +82,13 @@ def regression_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict[str, Any]:
 
 def score(
     cfg: Any,
-    model: Any,
-    x: pd.DataFrame,
     y: pd.Series,
-    predicted: tuple[np.ndarray, np.ndarray | None] | None = None,
+    predicted: tuple[np.ndarray, np.ndarray | None],
+    classes: list[Any] | None = None,
 ) -> dict[str, Any]:
-    """The metrics of a fitted ``model`` on (x, y) for the pipeline's task type; ``predicted``
-    (predictions, probabilities) saves predicting again when the caller already did."""
-    from mlcd.training import predict
-
-    y_pred, proba = predicted if predicted is not None else predict(model, x)
+    """The metrics of ``predicted`` (predictions, probabilities; see ``training.predict``) against
+    ``y`` for the pipeline's task type; ``classes`` is the model's ``classes_`` (classifiers)."""
+    y_pred, proba = predicted
     if cfg.task == "regression":
         return {"task": "regression", "n_test": len(y), **regression_metrics(y, y_pred)}
     return {
@@ -120,7 +98,7 @@ def score(
             y,
             y_pred,
             proba,
-            list(model.classes_),
+            list(classes or []),
             cfg.evaluation.average,
             cfg.evaluation.positive_label,
         ),

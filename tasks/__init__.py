@@ -1,16 +1,15 @@
-"""mlcd's Luigi tasks: ``luigi --module tasks RetrainPipeline --config-path ... --date ...``."""
+"""mlcd's Luigi tasks: ``luigi --module tasks RetrainPipeline --config-path ... --date ...``.
 
-from tasks.pipeline import (
-    EvaluateModel,
-    ExtractData,
-    PublishModel,
-    RetrainPipeline,
-    SplitData,
-    TrainModel,
-    ValidateData,
-    ValidateModel,
-    ValidateSplit,
-)
+    ExtractData -> ValidateData -> SplitData -> ValidateSplit -> TrainModel -> EvaluateModel
+        -> ValidateModel -> PublishModel -> RetrainPipeline
+
+Each ``produce()`` loads its inputs, calls one function of ``mlcd``, and writes its outputs; the
+work itself lives in the library.
+"""
+
+from tasks.data import ExtractData, SplitData, ValidateData, ValidateSplit
+from tasks.model import EvaluateModel, TrainModel, ValidateModel
+from tasks.publish import PublishModel, RetrainPipeline
 
 __all__ = [
     "EvaluateModel",

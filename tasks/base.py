@@ -14,7 +14,7 @@ from luigi.task import flatten
 
 from mlcd import storage
 from mlcd.config import PipelineConfig, load_config
-from mlcd.errors import MlcdError, PipelineFailed
+from mlcd.errors import GateFailed, MlcdError, PipelineFailed, StorageError
 from mlcd.fingerprint import task_identity
 
 # Written last into a task's folder; see PipelineTask._seal.
@@ -197,7 +197,7 @@ class PipelineTask(luigi.Task):
             try:
                 cache[name] = json.loads(self.read(name))
             except ValueError:
-                raise storage.StorageError(
+                raise StorageError(
                     f"{path!r} is not valid JSON (corrupted or half-written by another tool); "
                     "delete it so mlcd can write it again"
                 ) from None
@@ -223,6 +223,8 @@ class PipelineTask(luigi.Task):
         self.set_status_message(message)
 
 
+# Set by `mlcd run`: the file where each task records its failure, in whichever process it ran.
+FAILURE_LOG_ENV = "MLCD_FAILURE_LOG"
 # Set by `mlcd run --workers N`: the cores each task process may use (see _cpu_share).
 THREADS_ENV = "MLCD_TASK_THREADS"
 
@@ -271,7 +273,7 @@ def _record_failure(task: PipelineTask, exception: BaseException) -> None:
     else:
         kind, code = PipelineFailed.kind, PipelineFailed.exit_code
         message = f"{type(exception).__name__}: {exception}"
-    path = os.environ.get("MLCD_FAILURE_LOG")
+    path = os.environ.get(FAILURE_LOG_ENV)
     if path:
         line = json.dumps(
             {"task": task.label(), "kind": kind, "exit_code": code, "message": message}
@@ -293,3 +295,17 @@ def _release_joblib_workers(task: PipelineTask, *args: Any) -> None:
     executor = getattr(module, "_executor", None)
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=True)
+
+
+def require_passed(gate: PipelineTask) -> dict[str, Any]:
+    verdict: dict[str, Any] = gate.read_json("verdict.json")
+    if not verdict["passed"]:
+        raise GateFailed(verdict["stage"], verdict["blocking_failures"], gate.path("verdict.json"))
+    return verdict
+
+
+def file_url(path: str) -> str:
+    """A link the Luigi web UI shows for a task (its report, once written)."""
+    import os
+
+    return "file://" + os.path.abspath(path) if "://" not in path else path

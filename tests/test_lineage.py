@@ -17,7 +17,9 @@ import pytest
 import yaml
 from luigi.task_register import Register
 
-from mlcd import lineage, reproduce, status, storage
+from mlcd import lineage, storage
+from mlcd.app import reproduce, status
+from mlcd.app.subjects import locate
 from mlcd.cli import main
 from mlcd.config import load_config
 from mlcd.errors import NotFound, StorageError, UsageError
@@ -357,7 +359,7 @@ def test_a_no_op_run_and_a_failed_run_are_recorded_with_their_status(published, 
     # Reproducing the failed run fails at the same gate: the same outcome, task for task.
     cfg = load_config(strict)
     Register.clear_instance_cache()
-    result = reproduce.reproduce(cfg, lineage.locate(cfg, report["run_id"]))
+    result = reproduce.reproduce(cfg, locate(cfg, report["run_id"]))
     assert result.identical, reproduce.render(result)
     assert [t.result for t in result.tasks][-2:] == ["identical", "not run"]
 
@@ -468,7 +470,7 @@ def test_reproduce_is_identical_and_leaves_the_real_registry_alone(published):
     registry = published / "registry/breast-cancer"
     before = {p: p.read_bytes() for p in registry.rglob("*") if p.is_file()}
     Register.clear_instance_cache()
-    result = reproduce.reproduce(cfg, lineage.locate(cfg, the_version(published)[:6]))
+    result = reproduce.reproduce(cfg, locate(cfg, the_version(published)[:6]))
     assert result.identical, reproduce.render(result)
     assert [t.label for t in result.tasks][0] == "ExtractData"
     assert result.tasks[-1].label == "PublishModel"
@@ -493,7 +495,7 @@ def test_reproduce_names_the_first_task_that_differs_and_how(published, monkeypa
     (run_id,) = [m["run_id"] for m in run_manifests(published)]
     Register.clear_instance_cache()
     result = reproduce.reproduce(
-        cfg, lineage.locate(cfg, run_id), workdir=str(tmp_path / "scratch")
+        cfg, locate(cfg, run_id), workdir=str(tmp_path / "scratch")
     )
     assert not result.identical
     first = result.first_difference
@@ -513,10 +515,10 @@ def test_reproduce_refuses_unknown_names_a_busy_workdir_and_a_deleted_snapshot(t
     assert code == 0
     cfg = load_config(config)
     with pytest.raises(NotFound, match="neither a run .* nor a version"):
-        lineage.locate(cfg, "0123456789")
+        locate(cfg, "0123456789")
     with pytest.raises(NotFound, match="no run"):
         lineage.require_run(cfg.workspace, "2020")
-    subject = lineage.locate(cfg, report["run_id"])
+    subject = locate(cfg, report["run_id"])
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "file").write_text("x")
@@ -529,7 +531,7 @@ def test_reproduce_refuses_unknown_names_a_busy_workdir_and_a_deleted_snapshot(t
     manifest = tmp_path / "workspace/runs" / report["run_id"] / "manifest.json"
     manifest.write_text(manifest.read_text()[:100])
     with pytest.raises(StorageError, match="corrupted"):
-        lineage.locate(cfg, report["run_id"])
+        locate(cfg, report["run_id"])
 
 
 def test_status_and_lineage_commands_read_nothing_but_the_config(tmp_path, capsys):

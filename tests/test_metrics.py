@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from mlcd.metrics import METRICS, classification_metrics, plots, regression_metrics
+from mlcd.catalogue import METRICS
+from mlcd.metrics import classification_metrics, plots, regression_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

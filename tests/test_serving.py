@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from mlcd import registry, scoring
+from mlcd import registry
+from mlcd.app import scoring
 from tests.conftest import (
     MLCD,
     ROOT,

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import S3Endpoint
 
-from mlcd import s3, storage
+from mlcd import storage
 from mlcd.errors import AlreadyRunning, ConfigError, StorageError
+from mlcd.storage import s3
 
 
 class Place:

@@ -18,10 +18,10 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlcd.config import ModelConfig, load_config
+from mlcd.config import ModelConfig, build_estimator, load_config
 from mlcd.errors import ConfigError, StorageError
 from mlcd.fingerprint import sha256_bytes
-from mlcd.training import build_estimator, dump, fit, load_verified, predict
+from mlcd.training import dump, fit, load_verified, predict
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -232,8 +232,7 @@ def test_a_checked_sklearn_spec_is_not_imported_again(tmp_path):
 
 
 def test_a_spec_naming_other_code_is_checked_every_time(tmp_path, monkeypatch):
-    from mlcd.config import ModelConfig
-    from mlcd.training import check_spec
+    from mlcd.config import ModelConfig, check_spec
 
     monkeypatch.setenv("MLCD_CACHE_DIR", str(tmp_path))
     spec = ModelConfig(estimator="tests.slow_estimator.SlowClassifier", params={})

@@ -1,4 +1,4 @@
-"""mlcd.validation: deepchecks results become verdict gates (errors fail unless known-broken,
+"""mlcd.gates: deepchecks results become verdict gates (errors fail unless known-broken,
 inapplicable checks are skipped), plus metric thresholds and the comparison with production;
 what runs on which rows (known-broken and, on large data, costly advisory checks are left out and
 say why; sampling once keeps the blocking verdicts; the same inputs give the same verdict)."""
@@ -17,12 +17,10 @@ from sklearn.datasets import load_diabetes, make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 
+from mlcd.catalogue import COSTLY_CHECKS, DEFAULT_BLOCKING, SUITE_CHECKS
 from mlcd.config import GatesConfig, PipelineConfig, SuiteConfig, parse_config
 from mlcd.errors import ConfigError
-from mlcd.validation import (
-    COSTLY_CHECKS,
-    DEFAULT_BLOCKING,
-    SUITE_CHECKS,
+from mlcd.gates import (
     champion_gate,
     dataset,
     feature_importance,

@@ -10,8 +10,8 @@ PYTHONPATH; it does nothing unless one of these is set:
 POINT is ``before`` the write, ``during`` it or ``after`` it (before the task's seal, which is
 written last). "During" means: on local disk, the temporary file (or a version's staging
 folder) is written but not yet renamed into place; on S3, every part of a multipart upload is
-sent but the upload is not completed (the harness lowers ``mlcd.s3.MULTIPART_THRESHOLD`` so that
-any object over 64 bytes goes up in parts).
+sent but the upload is not completed (the harness lowers
+``mlcd.storage.s3.MULTIPART_THRESHOLD`` so that any object over 64 bytes goes up in parts).
 
 Each action is announced on stderr (``crash-harness: ...``) before it happens, so a test can
 tell that the process died where it was meant to and not elsewhere.
@@ -64,10 +64,12 @@ def _install() -> None:
                         raise SystemExit("crash-harness: nobody said go in 300 s")
                     time.sleep(0.05)
 
-    from mlcd import s3, storage
+    from mlcd import storage
+    from mlcd.storage import publish, s3, seam
 
-    # Modules call storage.write_bytes & co. by attribute lookup, so patching the module's
-    # attributes reaches every caller, storage's own functions included.
+    # Modules call storage.write_bytes & co. by attribute lookup (storage's own modules through
+    # mlcd.storage.seam), so patching the attributes of the package and of the modules that
+    # define them reaches every caller, storage's own functions included.
     write_bytes, publish_dir, append_line = (
         storage.write_bytes,
         storage.publish_dir,
@@ -91,9 +93,9 @@ def _install() -> None:
         append_line(path, line)
         act("after", path, "append")
 
-    storage.write_bytes = patched_write_bytes  # type: ignore[assignment]
-    storage.publish_dir = patched_publish_dir  # type: ignore[assignment]
-    storage.append_line = patched_append_line  # type: ignore[assignment]
+    storage.write_bytes = seam.write_bytes = patched_write_bytes  # type: ignore[assignment]
+    storage.publish_dir = publish.publish_dir = patched_publish_dir  # type: ignore[assignment]
+    storage.append_line = seam.append_line = patched_append_line  # type: ignore[assignment]
 
     # Local "during": the temporary file or staging folder is complete, the rename is not done.
     replace, rename = os.replace, os.rename

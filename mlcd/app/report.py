@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlcd import registry, storage
+from mlcd import registry
+from mlcd.errors import StorageError
 
 _HEADLINE = {
     "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
@@ -40,7 +41,7 @@ def _read(task: Any, name: str) -> Any:
         return None
     try:
         return task.read_json(name)
-    except storage.StorageError:
+    except StorageError:
         return None
 
 
@@ -126,7 +127,7 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
             }
     try:
         report["production"] = registry.production(cfg.publish, cfg.name)
-    except storage.StorageError as exc:
+    except StorageError as exc:
         report["production"] = {"error": str(exc)}
     return report
 
@@ -180,7 +181,7 @@ def render(report: dict[str, Any]) -> str:
             )
     else:
         lines.append("  production: none yet")
-    if report.get("run_id"):  # set by `mlcd run` (mlcd/cli.py), with the manifest it wrote
+    if report.get("run_id"):  # set by `mlcd run` (mlcd/app/run.py), with the manifest it wrote
         where = report.get("run_manifest") or "not written (see the warning above)"
         lines.append(f"  run {report['run_id']}: manifest {where}")
     return "\n".join(lines)

@@ -2,9 +2,9 @@
 
 Tasks and library functions ask this module for targets and for whole-file reads and writes;
 none of them opens paths or branches on the kind of location. A location is a local path or an
-``s3://BUCKET/KEY`` URI (``mlcd.s3`` does the S3 side). Every write is atomic: a local file is
-written under a temporary name and renamed, an S3 object appears when its upload completes, so a
-killed run never leaves a file that looks complete.
+``s3://BUCKET/KEY`` URI (``mlcd.storage.s3`` does the S3 side). Every write is atomic: a local
+file is written under a temporary name and renamed, an S3 object appears when its upload
+completes, so a killed run never leaves a file that looks complete.
 """
 
 from __future__ import annotations
@@ -14,23 +14,21 @@ import functools
 import io
 import json
 import os
-import shutil
 import tempfile
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from typing import IO, Any
 
-from mlcd import s3
-from mlcd.errors import AlreadyRunning, StorageError
-from mlcd.s3 import Conflict
+from mlcd.errors import StorageError
+from mlcd.storage import s3
+from mlcd.storage.s3 import Conflict
 
 
 def is_s3(path: str) -> bool:
     return path.startswith("s3://")
 
 
-def _check_local(path: str) -> str:
+def check_local(path: str) -> str:
     if "://" in path:
         scheme = path.split("://", 1)[0]
         raise StorageError(
@@ -59,7 +57,7 @@ def join(base: str, *parts: str) -> str:
     """Join a location and relative parts, whatever the location's kind."""
     if is_s3(base):
         return s3.join(base, *parts)
-    return os.path.join(_check_local(base), *parts)
+    return os.path.join(check_local(base), *parts)
 
 
 def parent(path: str) -> str:
@@ -103,7 +101,7 @@ def _target_class() -> type[ObjectTarget]:
 def exists(path: str) -> bool:
     if is_s3(path):
         return s3.head(path) is not None
-    return os.path.exists(_check_local(path))
+    return os.path.exists(check_local(path))
 
 
 def missing(folder: str, paths: Iterable[str]) -> list[str]:
@@ -111,7 +109,7 @@ def missing(folder: str, paths: Iterable[str]) -> list[str]:
     ``folder`` answers for everything under it, and one listing of their common folder for each
     group of the other paths (a HEAD for a path alone)."""
     paths = list(paths)
-    gone = {p for p in paths if not is_s3(p) and not os.path.exists(_check_local(p))}
+    gone = {p for p in paths if not is_s3(p) and not os.path.exists(check_local(p))}
     groups: dict[str, list[str]] = {folder.rstrip("/"): []} if is_s3(folder) else {}
     remote = [p for p in paths if is_s3(p)]
     for path in sorted(remote, key=lambda p: p.count("/")):  # shallow first: folders merge
@@ -139,7 +137,7 @@ def describe(path: str) -> dict[str, Any]:
             raise StorageError(f"{path!r} does not exist")
         return {"etag": str(meta["ETag"]).strip('"'), "size": int(meta["ContentLength"])}
     try:
-        stat = os.stat(_check_local(path))
+        stat = os.stat(check_local(path))
     except FileNotFoundError:
         raise StorageError(f"{path!r} does not exist") from None
     except OSError as exc:
@@ -167,7 +165,7 @@ def open_read(path: str, *, seekable: bool = False) -> IO[bytes]:
             raise FileNotFoundError(path)
         reader = s3.RangeReader(path, int(meta["ContentLength"]))
         return io.BufferedReader(reader, buffer_size=4 * 1024 * 1024)
-    return open(_check_local(path), "rb")
+    return open(check_local(path), "rb")
 
 
 def write_bytes(
@@ -237,7 +235,7 @@ def read_bytes(path: str) -> bytes:
             raise StorageError(f"{path!r} does not exist")
         return found[0]
     try:
-        with open(_check_local(path), "rb") as handle:
+        with open(check_local(path), "rb") as handle:
             return handle.read()
     except FileNotFoundError:
         raise StorageError(f"{path!r} does not exist") from None
@@ -251,7 +249,7 @@ def delete(path: str) -> None:
         s3.delete(path)
         return
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(_check_local(path))
+        os.unlink(check_local(path))
 
 
 def dumps_json(obj: Any) -> bytes:
@@ -298,7 +296,7 @@ def append_line(path: str, line: str) -> None:
             except Conflict:
                 time.sleep(0.05)
         raise StorageError(f"cannot append to {path!r}: too many concurrent writers; try again")
-    path = _check_local(path)
+    path = check_local(path)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "a+b") as handle:
         prefix = b""
@@ -316,7 +314,7 @@ def list_dir(path: str) -> list[str]:
     if is_s3(path):
         return sorted(s3.list_prefix(path))
     try:
-        return sorted(os.listdir(_check_local(path)))
+        return sorted(os.listdir(check_local(path)))
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
@@ -331,175 +329,6 @@ def modified_at(path: str) -> float:
             raise StorageError(f"{path!r} does not exist")
         return float(meta["LastModified"].timestamp())
     try:
-        return os.stat(_check_local(path)).st_mtime
+        return os.stat(check_local(path)).st_mtime
     except OSError as exc:
         raise StorageError(f"cannot read {path!r}: {exc.strerror or exc}") from None
-
-
-def _holder_text(raw: bytes) -> str:
-    text = raw.decode("utf-8", errors="replace").strip()
-    try:
-        info = json.loads(text)
-        return ", ".join(f"{k} {v}" for k, v in sorted(info.items()) if k != "expires")
-    except (ValueError, AttributeError):
-        return text or "unknown holder"
-
-
-# How long an S3 lock lives without its holder renewing it: a killed holder cannot release it,
-# so after this it is taken over. Far longer than any change of production takes.
-S3_LOCK_LEASE = 120.0
-
-
-@contextlib.contextmanager
-def exclusive_lock(path: str, holder: Mapping[str, Any], wait: float) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block.
-
-    Waits up to ``wait`` seconds for another holder, then raises AlreadyRunning naming it.
-    ``holder`` (who and why) is written into the lock for the message others get.
-
-    Local: ``flock``, released by the kernel when its holder dies, so a killed process never
-    leaves a stale lock; the file itself stays (deleting it would let two processes lock two
-    files). S3: an object created with a conditional PUT (If-None-Match), deleted on release; one
-    left by a killed holder is taken over once its lease (``S3_LOCK_LEASE``) has run out.
-    """
-    if is_s3(path):
-        with _s3_lock(path, holder, wait):
-            yield
-        return
-    import fcntl
-
-    path = _check_local(path)
-    try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise StorageError(f"cannot create the lock {path!r}: {exc.strerror or exc}") from None
-    try:
-        deadline = time.monotonic() + max(wait, 0.0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    who = _holder_text(os.pread(fd, 4096, 0))
-                    raise AlreadyRunning(f"{path!r} is locked ({who}); waited {wait:g}s") from None
-                time.sleep(0.02)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(dict(holder), sort_keys=True).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def _holder_died_here(raw: bytes) -> bool:
-    """Whether an S3 lock's holder was a process on this host that no longer exists (killed:
-    a rerun on the same host need not wait out the lease). A holder on another host, or one
-    that did not record its pid and host, is waited for."""
-    import socket
-
-    try:
-        info = json.loads(raw)
-        pid, host = int(info["pid"]), info["host"]
-    except (ValueError, KeyError, TypeError):
-        return False
-    if host != socket.gethostname() or pid == os.getpid() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # alive, owned by another user
-    return False
-
-
-@contextlib.contextmanager
-def _s3_lock(path: str, holder: Mapping[str, Any], wait: float) -> Iterator[None]:
-    deadline = time.monotonic() + max(wait, 0.0)
-    body = json.dumps({**holder, "expires": time.time() + S3_LOCK_LEASE}, sort_keys=True).encode()
-    while True:
-        try:
-            tag = write_bytes(path, body, if_absent=True)
-            break
-        except Conflict:
-            current = fetch(path)
-            if current is None:
-                continue  # released meanwhile
-            try:
-                expires = float(json.loads(current[0]).get("expires", 0))
-            except (ValueError, AttributeError, TypeError):
-                expires = 0.0
-            if expires < time.time() or _holder_died_here(current[0]):
-                # The holder died without releasing; only one taker's conditional delete wins.
-                with contextlib.suppress(Conflict):
-                    s3.delete(path, if_etag=current[1])
-                continue
-            if time.monotonic() >= deadline:
-                who = _holder_text(current[0])
-                raise AlreadyRunning(f"{path!r} is locked ({who}); waited {wait:g}s") from None
-            time.sleep(0.2)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(StorageError):
-            s3.delete(path, if_etag=tag)
-
-
-def publish_dir(dest: str, files: Mapping[str, bytes], marker: str) -> bool:
-    """Write ``files`` (relative name -> bytes) as the folder ``dest``, all or nothing.
-
-    A reader sees either no folder or a complete one; ``marker`` (one of ``files``) is what says
-    the folder is complete. Returns False when ``dest`` already exists (another publisher got
-    there first): folders are immutable and never overwritten.
-
-    Local: the folder is staged under a hidden name beside ``dest`` and renamed into place.
-    S3 has no rename (and a copy and delete is not atomic): every file but the marker is written
-    first, then the marker with a conditional PUT, so a killed publisher leaves a folder
-    without a marker, which counts as absent and is overwritten by the next publisher.
-    """
-    if marker not in files:
-        raise ValueError(f"the marker {marker!r} is not among the files")
-    if is_s3(dest):
-        marker_path = join(dest, marker)
-        if exists(marker_path):
-            return False
-        for rel, data in sorted(files.items()):
-            if rel != marker:
-                write_bytes(join(dest, rel), data)
-        try:
-            write_bytes(marker_path, files[marker], if_absent=True)
-        except Conflict:
-            return False
-        return True
-    dest = _check_local(dest).rstrip("/")
-    parent_dir, name = os.path.split(dest)
-    try:
-        os.makedirs(parent_dir, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot publish to {dest!r}: {exc.strerror or exc}") from None
-    if os.path.exists(dest):
-        return False
-    staging = os.path.join(parent_dir, f".staging-{name}-{uuid.uuid4().hex[:8]}")
-    try:
-        for rel, data in files.items():
-            path = os.path.join(staging, rel)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        try:
-            os.rename(staging, dest)
-        except OSError:
-            if os.path.isdir(dest):
-                return False
-            raise
-    except OSError as exc:
-        raise StorageError(f"cannot publish to {dest!r}: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return True

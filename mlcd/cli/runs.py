@@ -1,46 +1,34 @@
 """The reproducibility commands of ``mlcd``: ``runs`` (list, show), ``lineage``, ``reproduce``
-and ``status``. ``mlcd.cli`` adds them to its parser; heavy libraries are imported inside the
-commands so that ``mlcd --help`` stays fast."""
+and ``status``."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import sys
 from typing import Any
 
-DEFAULT_CONFIG = os.path.join("config", "pipeline.yaml")
-
-
-def _add_config(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        help=f"pipeline YAML whose {what} (default: %(default)s)",
-    )
+from mlcd.cli.common import add_config, add_json, group, parse_date, print_json, table
 
 
 def add_commands(sub: Any) -> None:
     """Add ``runs``, ``lineage``, ``reproduce`` and ``status`` to mlcd's subcommands."""
-    runs = sub.add_parser(
+    _, rsub = group(
+        sub,
         "runs",
         help="the runs recorded in the workspace: list, show",
         description="Every `mlcd run` writes a manifest to <workspace>/runs/<run-id>/: what ran, "
         "the config, source fingerprint, snapshot digest, each task's outputs and digests, the "
         "seeds and the environment.",
     )
-    runs.set_defaults(handler=lambda args: _help(runs))
-    rsub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
     p = rsub.add_parser(
         "list",
         help="the runs of a config's model, newest first",
         description="The runs of the config's model in its workspace, newest first.",
     )
-    _add_config(p, "'workspace' holds the runs")
+    add_config(p, "'workspace' holds the runs")
     p.add_argument("--all", action="store_true", help="every model's runs in the workspace")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(handler=cmd_runs_list)
     p = rsub.add_parser(
         "show",
@@ -48,8 +36,8 @@ def add_commands(sub: Any) -> None:
         description="Show one run's manifest. RUN is a run id or a unique prefix of one.",
     )
     p.add_argument("run", metavar="RUN")
-    _add_config(p, "'workspace' holds the runs")
-    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    add_config(p, "'workspace' holds the runs")
+    add_json(p, "the whole manifest as JSON")
     p.set_defaults(handler=cmd_runs_show)
 
     p = sub.add_parser(
@@ -61,10 +49,10 @@ def add_commands(sub: Any) -> None:
         "unique prefix, NAME:VERSION, or a run id.",
     )
     p.add_argument("spec", metavar="VERSION")
-    _add_config(p, "'publish' and 'workspace' locate it")
+    add_config(p, "'publish' and 'workspace' locate it")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--dot", action="store_true", help="print Graphviz DOT (pipe to `dot -Tsvg`)")
-    fmt.add_argument("--json", action="store_true", help="print the lineage graph as JSON")
+    add_json(fmt, "the lineage graph as JSON")
     p.set_defaults(handler=cmd_lineage)
 
     p = sub.add_parser(
@@ -77,7 +65,7 @@ def add_commands(sub: Any) -> None:
         "9 when an output differs. The real workspace and registry are only read.",
     )
     p.add_argument("spec", metavar="RUN_OR_VERSION")
-    _add_config(p, "'workspace' and 'publish' hold the run or version")
+    add_config(p, "'workspace' and 'publish' hold the run or version")
     p.add_argument(
         "--workdir",
         metavar="DIR",
@@ -85,7 +73,7 @@ def add_commands(sub: Any) -> None:
         "removed)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    add_json(p, "the comparison as JSON")
     p.set_defaults(handler=cmd_reproduce)
 
     p = sub.add_parser(
@@ -96,37 +84,16 @@ def add_commands(sub: Any) -> None:
         "upstream task changed), found by comparing with the latest run that completed it. "
         "Nothing is run or written.",
     )
-    _add_config(p, "pipeline to inspect")
+    add_config(p, "pipeline to inspect")
     p.add_argument(
         "--date",
-        type=_date,
+        type=parse_date,
         default=None,
         help="the run date, YYYY-MM-DD (default: today); it matters only for a source path "
         "with {date}",
     )
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json(p)
     p.set_defaults(handler=cmd_status)
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 0
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    ]
-    return "\n".join(lines)
-
-
-# --- runs ------------------------------------------------------------------------------------
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
@@ -136,7 +103,7 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     summaries = list(lineage.run_summaries(cfg.workspace, None if args.all else cfg.name))
     if args.json:
-        _print_json(summaries)
+        print_json(summaries)
         return 0
     if not summaries:
         print(
@@ -168,13 +135,13 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
             ]
         )
     header = ["run", "model", "date", "status", "ran", "time", "commit", "published"]
-    print(_table(rows, header))
+    print(table(rows, header))
     return 0
 
 
 def _snapshot_state(manifest: dict[str, Any], workspace: str) -> str:
     from mlcd import data, storage
-    from mlcd.fingerprint import sha256_bytes
+    from mlcd.storage.integrity import mismatch
 
     sha = manifest.get("snapshot_sha256")
     if not sha:
@@ -182,7 +149,7 @@ def _snapshot_state(manifest: dict[str, Any], workspace: str) -> str:
     path = data.snapshot_path(workspace, str(sha))
     if not storage.exists(path):
         return f"not in {workspace}: deleted, the run cannot be reproduced"
-    if sha256_bytes(storage.read_bytes(path)) != sha:
+    if mismatch(storage.read_bytes(path), str(sha)):
         return f"CORRUPTED at {path}"
     return f"{data.SNAPSHOTS}/{sha}.parquet in the workspace, verified"
 
@@ -195,7 +162,7 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     run_id = lineage.require_run(cfg.workspace, args.run)
     manifest = lineage.read_run(cfg.workspace, run_id)
     if args.json:
-        _print_json(manifest)
+        print_json(manifest)
         return 0
     state = {label: "ran" for label in manifest.get("ran") or []}
     state.update({label: "already complete" for label in manifest.get("already_complete") or []})
@@ -233,26 +200,24 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     order = lineage.ordered([r[0] for r in rows], candidates)
     rows.sort(key=lambda r: order.index(r[0]))
     lines.append("")
-    lines.append(_table(rows, ["task", "identity", "in this run"]))
+    lines.append(table(rows, ["task", "identity", "in this run"]))
     print("\n".join(lines))
     return 0
 
 
-# --- lineage ---------------------------------------------------------------------------------
-
-
 def cmd_lineage(args: argparse.Namespace) -> int:
     from mlcd import lineage
+    from mlcd.app.subjects import locate
     from mlcd.config import load_config
 
     cfg = load_config(args.config)
-    subject = lineage.locate(cfg, args.spec)
+    subject = locate(cfg, args.spec)
     manifest = subject.manifest
     if args.dot:
         sys.stdout.write(lineage.lineage_dot(manifest, subject.version_folder))
     elif args.json:
         graph = lineage.lineage(manifest, subject.version_folder)
-        _print_json({"nodes": graph["nodes"], "edges": graph["edges"], "order": graph["order"]})
+        print_json({"nodes": graph["nodes"], "edges": graph["edges"], "order": graph["order"]})
     else:
         print(
             lineage.lineage_text(
@@ -262,58 +227,38 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- reproduce -------------------------------------------------------------------------------
-
-
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from mlcd import lineage, reproduce
+    from mlcd.app import reproduce
+    from mlcd.app.subjects import locate
     from mlcd.config import load_config
     from mlcd.errors import NotReproduced
 
     cfg = load_config(args.config)
-    subject = lineage.locate(cfg, args.spec)
+    subject = locate(cfg, args.spec)
 
     def say(message: str) -> None:
         print(f"mlcd: {message}", file=sys.stderr, flush=True)
 
     result = reproduce.reproduce(cfg, subject, workdir=args.workdir, keep=args.keep, say=say)
     if args.json:
-        _print_json(result.as_dict())
+        print_json(result.as_dict())
     else:
         print(reproduce.render(result))
     first = result.first_difference
     if first is None:
         return 0
-    error = NotReproduced(
+    raise NotReproduced(
         f"{subject} did not reproduce: {first.label} is the first task that differs "
         f"({reproduce.first_detail(first)})"
     )
-    print(f"mlcd: {error.kind}: {error}", file=sys.stderr)
-    return error.exit_code
-
-
-# --- status ----------------------------------------------------------------------------------
-
-
-def _date(text: str) -> dt.date:
-    from mlcd.cli import _date as parse
-
-    return parse(text)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from mlcd import status
-    from mlcd.config import load_config
+    from mlcd.app import status
 
-    load_config(args.config)  # a config error stops here, before Luigi is imported
-    import tasks
-
-    # The date names a run, not an output (identities leave it out), except through a source
-    # path with {date}: that day's partition is the source.
-    root = tasks.PublishModel(config_path=args.config, date=args.date or dt.date.today())
-    result = status.status(root)
+    result = status.pipeline_status(args.config, args.date or dt.date.today())
     if args.json:
-        _print_json(result)
+        print_json(result)
     else:
         print(status.render(result))
     return 0

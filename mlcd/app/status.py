@@ -5,6 +5,7 @@ each one. Nothing is run and nothing is written.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -124,11 +125,25 @@ def reasons(task: Any, seen: dict[str, Any] | None, cfg: Any, any_runs: bool) ->
     return out
 
 
+def pipeline_status(config: str, date: dt.date) -> dict[str, Any]:
+    """``mlcd status``: each task of ``config``'s pipeline, complete or why it would run."""
+    from mlcd.config import load_config
+
+    load_config(config)  # a config error stops here, before Luigi is imported
+    import tasks
+
+    # The date names a run, not an output (identities leave it out), except through a source
+    # path with {date}: that day's partition is the source.
+    return status(tasks.PublishModel(config_path=config, date=date))
+
+
 def status(publish_task: Any) -> dict[str, Any]:
+    from tasks.manifest import graph
+
     cfg = publish_task.cfg
     seen, basis = _recorded(cfg)
     rows = []
-    for task in lineage.graph(publish_task):
+    for task in graph(publish_task):
         label = task.label()
         complete = bool(task.complete())
         rows.append(

@@ -26,7 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlcd import registry, scoring
+from mlcd import registry
+from mlcd.app import scoring
 from mlcd.errors import MlcdError, StorageError, UsageError
 
 MAX_BODY = 64 * 1024 * 1024

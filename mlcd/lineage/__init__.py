@@ -1,0 +1,93 @@
+"""Lineage: what a run or a published version was computed from. A manifest records a pipeline's
+tasks (identity, parameters, output locations and digests), its resolved config, source
+fingerprint, snapshot digest, seeds and environment (built by ``tasks/manifest.py``). This
+package keeps the records (``records``) and the runs of a workspace (``runs``), and renders
+lineage (``render``)."""
+
+from __future__ import annotations
+
+from mlcd.lineage.records import (
+    IGNORED_KEYS,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    RUN_ID,
+    RUN_ID_ENV,
+    RUNS_DIR,
+    VOLATILE_CHECKS,
+    compare_mode,
+    config_key,
+    content_record,
+    current_run_id,
+    gate_outcome,
+    label_order,
+    mapping,
+    new_run_id,
+    ordered,
+    output_record,
+    plain,
+    record_digest,
+    resolve,
+    verdict_outcomes,
+    without_champion,
+)
+from mlcd.lineage.render import (
+    describe_source,
+    lineage,
+    lineage_dot,
+    lineage_text,
+)
+from mlcd.lineage.runs import (
+    check_manifest,
+    environment_differences,
+    read_manifest_file,
+    read_run,
+    recorded_tasks,
+    require_run,
+    resolve_run,
+    run_ids,
+    run_manifest_path,
+    run_summaries,
+    runs_dir,
+    write_run_manifest,
+)
+
+__all__ = [
+    "IGNORED_KEYS",
+    "MANIFEST_FILE",
+    "MANIFEST_FORMAT",
+    "RUNS_DIR",
+    "RUN_ID",
+    "RUN_ID_ENV",
+    "VOLATILE_CHECKS",
+    "check_manifest",
+    "compare_mode",
+    "config_key",
+    "content_record",
+    "current_run_id",
+    "describe_source",
+    "environment_differences",
+    "gate_outcome",
+    "label_order",
+    "lineage",
+    "lineage_dot",
+    "lineage_text",
+    "mapping",
+    "new_run_id",
+    "ordered",
+    "output_record",
+    "plain",
+    "read_manifest_file",
+    "read_run",
+    "record_digest",
+    "recorded_tasks",
+    "require_run",
+    "resolve",
+    "resolve_run",
+    "run_ids",
+    "run_manifest_path",
+    "run_summaries",
+    "runs_dir",
+    "verdict_outcomes",
+    "without_champion",
+    "write_run_manifest",
+]

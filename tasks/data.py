@@ -1,0 +1,171 @@
+"""The data steps: extract the source to a content-addressed snapshot, validate it, split it,
+validate the split."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from mlcd import data, gates
+from mlcd.config import SourceConfig
+from mlcd.errors import StorageError
+from mlcd.fingerprint import sha256_bytes
+from tasks.base import PipelineTask, file_url, require_passed
+
+
+class ExtractData(PipelineTask):
+    """Snapshot the source (bundled dataset, CSV or Parquet) as Parquet, with its fingerprint.
+
+    The snapshot is kept by content, ``<workspace>/snapshots/<sha256>.parquet``; this task's own
+    folder holds ``extract.json``, which records the digest. It is complete when both exist, and
+    the tasks after it read the snapshot through the digest, so a run can be rebuilt from its
+    snapshot after the source has changed.
+    """
+
+    stage = "extract"
+    files = ("extract.json",)
+
+    def snapshot_sha256(self) -> str | None:
+        """The digest of the snapshot this task extracted (None before it ran)."""
+        if not self.complete():
+            return None
+        try:
+            sha = self.read_json("extract.json").get("snapshot_sha256")
+            data.snapshot_path(self.cfg.workspace, sha)  # a well-formed digest
+        except (StorageError, AttributeError):
+            return None  # unreadable: extract again
+        return str(sha)
+
+    def snapshot_path(self) -> str | None:
+        sha = self.snapshot_sha256()
+        return None if sha is None else data.snapshot_path(self.cfg.workspace, sha)
+
+    def snapshot(self) -> Any:
+        """The snapshot as a DataFrame, checked against its digest."""
+        sha = self.snapshot_sha256()
+        if sha is None:
+            raise StorageError(
+                f"{self.path('extract.json')!r} is missing or unreadable; run the pipeline again "
+                "to extract the source"
+            )
+        return data.read_snapshot(self.cfg.workspace, sha)
+
+    def source(self) -> SourceConfig:
+        return self.cfg.source.for_date(self.date)
+
+    @functools.cached_property
+    def source_fingerprint(self) -> dict[str, Any]:
+        """Taken once per run: the source the run's identities were computed from."""
+        return data.source_fingerprint(self.source())
+
+    def identity_params(self) -> Any:
+        cfg = self.cfg
+        fingerprint = self.source_fingerprint
+        return {
+            "source": fingerprint,
+            "target": cfg.target,
+            "features": cfg.features,
+            "task": cfg.task,
+        }
+
+    def produce(self) -> None:
+        cfg = self.cfg
+        self.progress(10, "reading the source")
+        columns = None if cfg.features is None else [*cfg.features, cfg.target]
+        frame = data.load_source(self.source(), columns)
+        self.progress(60, f"checking {len(frame)} rows")
+        snap = data.make_snapshot(frame, cfg)
+        blob = data.to_parquet(snap)
+        sha = data.write_snapshot(cfg.workspace, blob)
+        self.wrote("snapshot.parquet", data.snapshot_path(cfg.workspace, sha), blob)
+        self.write_json(
+            "extract.json",
+            {
+                "source_fingerprint": self.source_fingerprint,
+                "snapshot_sha256": sha,
+                "snapshot": f"{data.SNAPSHOTS}/{sha}.parquet",
+                "rows": len(snap),
+                "columns": {c: str(t) for c, t in snap.dtypes.items()},
+            },
+        )
+
+
+class ValidateData(PipelineTask):
+    """deepchecks data_integrity on the snapshot: HTML report and JSON verdict."""
+
+    stage = "validate_data"
+    files = ("report.html", "verdict.json")
+
+    def requires(self) -> ExtractData:
+        return ExtractData(config_path=self.config_path, date=self.date)
+
+    def identity_params(self) -> Any:
+        cfg = self.cfg
+        return {"suite": cfg.validation.data_integrity.model_dump(), "seed": cfg.split.seed}
+
+    def produce(self) -> None:
+        self.set_tracking_url(file_url(self.path("report.html")))
+        self.progress(5, "running deepchecks data_integrity")
+        snap = self.requires().snapshot()
+        verdict, html = gates.run_suite("data_integrity", self.cfg, snap)
+        self.write("report.html", html)
+        self.write_json("verdict.json", verdict)
+
+
+class SplitData(PipelineTask):
+    """Deterministic train/test split (stratified for classification)."""
+
+    stage = "split"
+    files = ("train.parquet", "test.parquet", "split.json")
+
+    def requires(self) -> dict[str, Any]:
+        kw = {"config_path": self.config_path, "date": self.date}
+        return {"data": ExtractData(**kw), "gate": ValidateData(**kw)}
+
+    def identity_inputs(self) -> list[PipelineTask]:
+        return [self.requires()["data"]]
+
+    def identity_params(self) -> Any:
+        return {"split": self.cfg.split.model_dump(), "task": self.cfg.task}
+
+    def produce(self) -> None:
+        require_passed(self.requires()["gate"])
+        self.progress(20, "splitting")
+        snap = self.requires()["data"].snapshot()
+        train, test = data.split(snap, self.cfg)
+        train_blob, test_blob = data.to_parquet(train), data.to_parquet(test)
+        self.write("train.parquet", train_blob)
+        self.write("test.parquet", test_blob)
+        self.write_json(
+            "split.json",
+            {
+                "train_rows": len(train),
+                "test_rows": len(test),
+                "train_sha256": sha256_bytes(train_blob),
+                "test_sha256": sha256_bytes(test_blob),
+                "seed": self.cfg.split.seed,
+            },
+        )
+
+
+class ValidateSplit(PipelineTask):
+    """deepchecks train_test_validation: drift and leakage between train and test."""
+
+    stage = "validate_split"
+    files = ("report.html", "verdict.json")
+
+    def requires(self) -> SplitData:
+        return SplitData(config_path=self.config_path, date=self.date)
+
+    def identity_params(self) -> Any:
+        cfg = self.cfg
+        return {"suite": cfg.validation.train_test.model_dump(), "seed": cfg.split.seed}
+
+    def produce(self) -> None:
+        self.set_tracking_url(file_url(self.path("report.html")))
+        self.progress(5, "running deepchecks train_test_validation")
+        train = data.read_parquet(self.input()["train.parquet"].path)
+        test = data.read_parquet(self.input()["test.parquet"].path)
+        verdict, html = gates.run_suite("train_test", self.cfg, train, test)
+        self.write("report.html", html)
+        self.write_json("verdict.json", verdict)

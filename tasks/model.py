@@ -1,0 +1,184 @@
+"""One candidate's chain: train, evaluate on the test set, validate (deepchecks, thresholds and the
+comparison with production)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import luigi
+
+from mlcd import data, gates, metrics, registry, storage, training
+from mlcd.config import ModelConfig
+from mlcd.errors import ConfigError
+from mlcd.fingerprint import sha256_bytes
+from tasks.base import PipelineTask, file_url, require_passed
+from tasks.data import SplitData, ValidateSplit
+
+
+class CandidateTask(PipelineTask):
+    """A task of one candidate model's chain (train, evaluate, validate)."""
+
+    candidate = luigi.Parameter(default="model", description="candidate name (config)")
+
+    @property
+    def spec(self) -> ModelConfig:
+        models = self.cfg.models()
+        if self.candidate not in models:
+            raise ConfigError(
+                f"unknown candidate {self.candidate!r}; the config has: {', '.join(models)}"
+            )
+        return models[self.candidate]
+
+    def label(self) -> str:
+        family = str(self.get_task_family())
+        return family if self.cfg.candidates is None else f"{family}[{self.candidate}]"
+
+    def chain_kwargs(self) -> dict[str, Any]:
+        return {"config_path": self.config_path, "date": self.date, "candidate": self.candidate}
+
+
+class TrainModel(CandidateTask):
+    """Build the configured estimator, fit it on the training set, dump it with joblib."""
+
+    stage = "train"
+    files = ("model.joblib", "train.json")
+    resources = {"training": 1}  # capped by luigi.cfg's [resources] training
+
+    def requires(self) -> dict[str, PipelineTask]:
+        kw = {"config_path": self.config_path, "date": self.date}
+        return {"split": SplitData(**kw), "gate": ValidateSplit(**kw)}
+
+    def identity_inputs(self) -> list[PipelineTask]:
+        return [self.requires()["split"]]
+
+    def identity_params(self) -> Any:
+        return {"model": self.spec.model_dump()}
+
+    def produce(self) -> None:
+        require_passed(self.requires()["gate"])
+        cfg, spec = self.cfg, self.spec
+        train = data.read_parquet(self.input()["split"]["train.parquet"].path)
+        x, y = data.features_and_target(train, cfg.target)
+        self.progress(10, f"fitting {spec.estimator} on {len(x)} rows")
+        started = time.perf_counter()
+        model = training.fit(spec, x, y)
+        seconds = time.perf_counter() - started
+        self.progress(90, "saving the model")
+        blob = training.dump(model)
+        self.write("model.joblib", blob)
+        self.write_json(
+            "train.json",
+            {
+                "candidate": self.candidate,
+                "estimator": spec.estimator,
+                "params": spec.params,
+                "model_sha256": sha256_bytes(blob),
+                "features": list(x.columns),
+                "dtypes": {c: str(t) for c, t in x.dtypes.items()},
+                "train_rows": len(x),
+                "fit_seconds": round(seconds, 3),
+            },
+        )
+
+
+def _load_trained(task: PipelineTask) -> Any:
+    info = task.read_json("train.json")
+    return training.load_verified(
+        task.read("model.joblib"), info["model_sha256"], task.path("model.joblib")
+    )
+
+
+class EvaluateModel(CandidateTask):
+    """Test-set metrics (metrics.json), predictions and plots."""
+
+    stage = "evaluate"
+    files = ("metrics.json", "predictions.parquet", "plots.json")
+
+    def requires(self) -> dict[str, PipelineTask]:
+        return {
+            "model": TrainModel(**self.chain_kwargs()),
+            "split": SplitData(config_path=self.config_path, date=self.date),
+        }
+
+    def identity_params(self) -> Any:
+        return {"evaluation": self.cfg.evaluation.model_dump(), "task": self.cfg.task}
+
+    def plot_path(self, name: str) -> str:
+        return storage.join(self.folder(), "plots", name)
+
+    def produce(self) -> None:
+        cfg = self.cfg
+        model = _load_trained(self.requires()["model"])
+        test = data.read_parquet(self.input()["split"]["test.parquet"].path)
+        x, y = data.features_and_target(test, cfg.target)
+        self.progress(20, f"scoring {len(x)} test rows")
+        y_pred, proba = training.predict(model, x)  # once, for the metrics and the file
+        scores = metrics.score(cfg, y, (y_pred, proba), training.classes(model))
+        preds, classes = metrics.predictions(model, x, y, y_pred, proba)
+        self.progress(70, "drawing plots")
+        pngs = metrics.plots(cfg.task, y, y_pred, proba, classes, scores)
+        for name, png in pngs.items():
+            self.write_at(f"plots/{name}", self.plot_path(name), png)
+        self.write("predictions.parquet", data.to_parquet(preds))
+        self.write_json("plots.json", {name: sha256_bytes(png) for name, png in pngs.items()})
+        self.write_json("metrics.json", scores)
+
+
+class ValidateModel(CandidateTask):
+    """deepchecks model_evaluation, metric thresholds, and the comparison with production."""
+
+    stage = "validate_model"
+    files = ("report.html", "verdict.json")
+
+    def requires(self) -> dict[str, PipelineTask]:
+        return {
+            "evaluate": EvaluateModel(**self.chain_kwargs()),
+            "model": TrainModel(**self.chain_kwargs()),
+            "split": SplitData(config_path=self.config_path, date=self.date),
+        }
+
+    def identity_params(self) -> Any:
+        cfg = self.cfg
+        return {
+            "suite": cfg.validation.model_evaluation.model_dump(),
+            "gates": cfg.gates.model_dump(),
+            "seed": cfg.split.seed,
+        }
+
+    def produce(self) -> None:
+        cfg = self.cfg
+        inputs = self.input()
+        self.set_tracking_url(file_url(self.path("report.html")))
+        model = _load_trained(self.requires()["model"])
+        train = data.read_parquet(inputs["split"]["train.parquet"].path)
+        test = data.read_parquet(inputs["split"]["test.parquet"].path)
+        scores = self.requires()["evaluate"].read_json("metrics.json")
+
+        self.progress(5, "running deepchecks model_evaluation")
+        x_test, y_test = data.features_and_target(test, cfg.target)
+        verdict, html = gates.run_suite("model_evaluation", cfg, train, test, model)
+
+        self.progress(85, "comparing with the model in production")
+        champion_gate = self._champion_gate(scores, x_test, y_test)
+        judged = verdict["gates"] + gates.threshold_gates(scores, cfg.gates) + [champion_gate]
+        verdict = gates.summarise("model_evaluation", judged)
+        verdict["candidate"] = self.candidate
+        self.write("report.html", html)
+        self.write_json("verdict.json", verdict)
+
+    def _champion_gate(self, scores: dict[str, Any], x_test: Any, y_test: Any) -> dict[str, Any]:
+        cfg = self.cfg
+        pointer = registry.production(cfg.publish, cfg.name)
+        if pointer is None:
+            return gates.champion_gate(cfg, scores, None, None, "none")
+        version = pointer["version"]
+        champion, manifest = registry.load_model(cfg.publish, cfg.name, version)
+        try:
+            predicted = training.predict(champion, x_test)
+            theirs = metrics.score(cfg, y_test, predicted, training.classes(champion))
+            basis = "both models scored on this run's test set"
+        except Exception as exc:  # a champion with another input schema cannot score our data
+            theirs = manifest.get("metrics", {})
+            basis = f"champion's recorded metrics (it cannot score this test set: {exc})"[:300]
+        return gates.champion_gate(cfg, scores, theirs, version, basis)
