@@ -154,6 +154,7 @@ def child(rows: int, suite: str, n_samples: int | None, overrides: dict[str, Any
     peak_at_start = _peak_mb()
 
     started = time.perf_counter()
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     import deepchecks.tabular.checks as dc_checks
     import deepchecks.tabular.context as dc_context
     import deepchecks.tabular.utils.feature_importance as dc_importance

@@ -7,6 +7,7 @@ again.
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 from typing import Any
@@ -66,6 +67,10 @@ def _load_bundled(name: str) -> pd.DataFrame:
     return frame
 
 
+# How much of a CSV source ``source_columns`` checks for UTF-8.
+_CSV_HEAD = 64 * 1024
+
+
 def source_columns(source: SourceConfig) -> list[str]:
     """The column names of the source, reading as little as possible (a CSV's first line, a
     Parquet file's footer)."""
@@ -78,7 +83,12 @@ def source_columns(source: SourceConfig) -> list[str]:
                 import pyarrow.parquet as pq
 
                 return list(pq.read_schema(handle).names)
-            return list(pd.read_csv(handle, nrows=0).columns)
+            # The first block, not only the header: pandas 3 reads no further than the header,
+            # and a file that is not UTF-8 should fail here, before any work, as it did before.
+            head = handle.read(_CSV_HEAD)
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < _CSV_HEAD)
+            rest = b"" if b"\n" in head else handle.read()  # a header longer than the block
+            return list(pd.read_csv(io.BytesIO(head + rest), nrows=0).columns)
     except FileNotFoundError:
         raise DataError(
             f"source file {source.path!r} does not exist. Check source.path in the config"
@@ -204,7 +214,8 @@ def _refuse_stray_text(values: pd.Series, column: str) -> None:
     """A column of numbers with a few text values (a CSV then reads the whole column as text)
     is broken data that a numeric estimator fails on mid-run; deepchecks' MixedDataTypes lets a
     type under 1% of the rows pass, so it is refused here, naming the first such value."""
-    if values.dtype != object:
+    # Text is object dtype in pandas 2 and the string dtype in pandas 3.
+    if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
         return
     present = values.dropna()
     text = present[pd.to_numeric(present, errors="coerce").isna()]

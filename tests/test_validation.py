@@ -58,6 +58,7 @@ def by_check(verdict: dict[str, Any], check: str) -> list[dict[str, Any]]:
 
 
 def test_suite_checks_are_exactly_the_checks_of_the_deepchecks_default_suites():
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import suites
 
     factories = {
@@ -103,6 +104,7 @@ def run_deepchecks(suite: Any, *datasets: Any, **kwargs: Any) -> Any:
 @pytest.fixture(scope="module")
 def integrity_results() -> dict[str, Any]:
     """The default data_integrity suite on clean data and on data with conflicting labels."""
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import suites
 
     cfg = make_cfg()
@@ -116,7 +118,13 @@ def integrity_results() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def regression_evaluation() -> Any:
     """The default model_evaluation suite on a regressor, where deepchecks 0.19.1 has checks
-    that do not apply (ROC, calibration) and one that raises (WeakSegmentsPerformance)."""
+    that do not apply (ROC, calibration) and one that raises (WeakSegmentsPerformance).
+
+    With scikit-learn 1.5 WeakSegmentsPerformance raises by itself on a regressor (deepchecks'
+    _DummyModel is not one); on scikit-learn 1.8+ mlcd/gates/compat.py tags that model and the
+    check runs. So that these tests see a check that raised on every stack, the check is made to
+    raise that same error here."""
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import suites
 
     cfg = make_cfg("regression")
@@ -124,8 +132,20 @@ def regression_evaluation() -> Any:
     train, test = frame.iloc[:200], frame.iloc[200:]
     features = [c for c in frame.columns if c != "target"]
     model = Ridge().fit(train[features], train["target"])
+    suite = suites.model_evaluation(random_state=0)
+
+    def raise_as_on_scikit_learn_1_5(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError(
+            "_DummyModel should either be a classifier to be used with response_method=predict "
+            "or the response_method should be 'predict'. Got a regressor with "
+            "response_method=predict instead."
+        )
+
+    for check in suite.checks.values():
+        if type(check).__name__ == "WeakSegmentsPerformance":
+            check.run_logic = raise_as_on_scikit_learn_1_5
     return run_deepchecks(
-        suites.model_evaluation(random_state=0),
+        suite,
         dataset(train, cfg, "regression"),
         dataset(test, cfg, "regression"),
         model=model,
@@ -320,6 +340,7 @@ def leaky_split() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def test_sampling_once_keeps_the_blocking_verdicts_of_sampling_in_every_check():
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import suites
 
     train, test = leaky_split()
@@ -347,6 +368,7 @@ def test_sampling_once_keeps_the_blocking_verdicts_of_sampling_in_every_check():
 
 
 def test_sampling_once_keeps_the_blocking_verdicts_of_data_and_model_checks():
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import suites
 
     x, y = make_classification(n_samples=2400, n_features=4, n_redundant=0, random_state=4)

@@ -93,7 +93,7 @@ def _preload(cfg: Any) -> None:
     for spec in cfg.models().values():
         import_object(spec.estimator)
     if any(getattr(cfg.validation, suite).enabled for suite in type(cfg.validation).model_fields):
-        import deepchecks.tabular  # noqa: F401
+        import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     import matplotlib
 
     matplotlib.use("Agg")

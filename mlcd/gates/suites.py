@@ -32,6 +32,7 @@ def _label_type(cfg: PipelineConfig, y: pd.Series) -> str:
 
 
 def dataset(frame: pd.DataFrame, cfg: PipelineConfig, label_type: str) -> Any:
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import Dataset
 
     features = [c for c in frame.columns if c != cfg.target]
@@ -46,6 +47,7 @@ def dataset(frame: pd.DataFrame, cfg: PipelineConfig, label_type: str) -> Any:
 
 
 def _build_suite(name: str, section: SuiteConfig, seed: int, rows: int) -> Any:
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     import deepchecks
     from deepchecks.tabular import suites
 
@@ -104,6 +106,7 @@ def run_suite(
         warnings.simplefilter("ignore")
         stack.enter_context(threads_only())
         stack.enter_context(one_native_thread())
+        import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
         from deepchecks.core.suite import SuiteResult
 
         label_type = _label_type(cfg, train[cfg.target])
@@ -157,6 +160,7 @@ def _runs(
     """The suite's checks as (suite, train, test, model) runs: all of them on the frames, or
     when a frame has more than ``n`` rows (``n_samples``), the checks on the sampled rows and the
     checks that read the sizes on the label columns."""
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import Suite
 
     seed = cfg.split.seed

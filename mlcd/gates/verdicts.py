@@ -13,6 +13,7 @@ from mlcd.config import SuiteConfig
 
 
 def _not_applicable(exc: BaseException) -> bool:
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.core.errors import (
         DatasetValidationError,
         DeepchecksNotSupportedError,
@@ -61,6 +62,7 @@ def verdict_from_result(
 ) -> dict[str, Any]:
     """Turn a deepchecks SuiteResult into verdict gates; each check of the suite that did not run
     becomes one gate saying why (``rows``: the size of the validated data)."""
+    import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.core.check_result import CheckFailure, CheckResult
 
     blocking = blocking_checks(suite_name, section)
