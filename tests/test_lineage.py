@@ -545,3 +545,22 @@ def test_status_and_lineage_commands_read_nothing_but_the_config(tmp_path, capsy
     assert data["workspace"] == "workspace"
     assert storage.list_dir(str(tmp_path / "registry")) == []
     assert production(tmp_path / "registry", "breast-cancer") is None
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("command", [["lineage"], ["lineage", "--dot"], ["runs", "list"]])
+def test_output_cut_short_by_its_reader_ends_quietly_with_exit_0(published, command):
+    import subprocess
+
+    from tests.conftest import MLCD
+
+    config = str(published / "pipeline.yaml")
+    spec = [the_version(published)] if command[0] == "lineage" else []
+    argv = [MLCD, *command, *spec, "--config", config]
+    # The reader is gone before mlcd writes anything (as `| head -0` would be).
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr

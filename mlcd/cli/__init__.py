@@ -6,6 +6,7 @@ stderr and its exit code). Heavy libraries are imported inside the commands, so 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from mlcd import __version__
@@ -40,6 +41,18 @@ def _skip_slow_optional_imports() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        code = _dispatch(argv)
+        sys.stdout.flush()  # here, so that a reader that went away is seen below
+        return code
+    except BrokenPipeError:
+        # The reader stopped early (`mlcd lineage ... | head`): what it read is what it wanted.
+        # Nothing more may reach the closed pipe, not even the interpreter's last flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _dispatch(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
