@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any
 
-from mlcd.errors import StorageError
+from mlcd.errors import ConfigError, StorageError
 from mlcd.storage import s3
 from mlcd.storage.s3 import Conflict
 
@@ -42,15 +42,10 @@ def check_location(path: str) -> str:
     """``path`` if mlcd can store there (a local path or a well-formed s3:// URI)."""
     if is_s3(path):
         return s3.check_uri(path)
-    if "://" in path:
-        from mlcd.errors import ConfigError
-
-        scheme = path.split("://", 1)[0]
-        raise ConfigError(
-            f"location {path!r}: the {scheme}:// scheme is not supported; use a local path or "
-            "an s3://BUCKET/KEY URI"
-        )
-    return path
+    try:
+        return check_local(path)
+    except StorageError as exc:  # in a config: the config is what to fix
+        raise ConfigError(str(exc)) from None
 
 
 def join(base: str, *parts: str) -> str:
