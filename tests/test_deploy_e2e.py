@@ -22,6 +22,7 @@ import yaml
 from tests.conftest import (
     ALL_TASKS,
     MLCD,
+    NO_SUITES,
     ROOT,
     Luigid,
     production,
@@ -266,7 +267,7 @@ def _fake_checkout(tmp_path: Path) -> Path:
     """A checkout as cron sees it: the venv, luigi.cfg and a config whose outputs stay here."""
     home = tmp_path / "checkout"
     (home / "config").mkdir(parents=True)
-    (home / ".venv").symlink_to(ROOT / ".venv")
+    (home / ".venv").symlink_to(BIN.parent)  # the virtualenv these tests run in
     (home / "luigi.cfg").symlink_to(ROOT / "luigi.cfg")
     write_config(home / "config", filename="pipeline.yaml")
     return home
@@ -367,3 +368,40 @@ def test_second_local_run_of_the_same_date_fails_fast_with_its_own_exit_code(tmp
     first.communicate(timeout=600)
     assert first.returncode == 0
     assert other.returncode == 0, other.stderr[-2000:]
+
+
+def test_two_checkouts_running_the_same_relative_config_on_one_luigid_each_publish(
+    luigid: Luigid, tmp_path: Path
+):
+    # Both run `mlcd run --config config/pipeline.yaml` from their own folder at the same time:
+    # the scheduler must see two pipelines, not one run by "another worker".
+    folders = [tmp_path / "checkout-a", tmp_path / "checkout-b"]
+    for folder in folders:
+        write_config(folder / "config", validation=NO_SUITES)
+        shutil.copy(ROOT / "luigi.cfg", folder)  # each checkout has its own
+    procs = [
+        subprocess.Popen(
+            [
+                MLCD,
+                "run",
+                "--config",
+                "config/pipeline.yaml",
+                "--date",
+                "2026-01-15",
+                "--json",
+                *luigid.args(),
+            ],
+            cwd=folder,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for folder in folders
+    ]
+    for folder, proc in zip(folders, procs, strict=True):
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        report = json.loads(out)
+        assert report["ok"] and report["published"], report
+        assert versions(folder / "config" / "registry", "breast-cancer"), folder
+        assert production(folder / "config" / "registry", "breast-cancer") is not None
