@@ -21,6 +21,15 @@ from mlcd.fingerprint import task_identity
 SEAL = "_SUCCESS.json"
 
 
+class ConfigPath(luigi.Parameter):
+    """The pipeline config, as its real absolute path: the scheduler tells tasks apart by their
+    parameters, so two checkouts that both run ``config/pipeline.yaml`` through one luigid must
+    not name the same task (the other checkout's run would seem to have done this one's work)."""
+
+    def normalize(self, x: Any) -> Any:
+        return os.path.realpath(x) if isinstance(x, str) else x
+
+
 class PipelineTask(luigi.Task):
     """A step of the retrain pipeline, configured by one YAML file.
 
@@ -34,7 +43,7 @@ class PipelineTask(luigi.Task):
     is there; on S3 that costs one GET and one LIST, whatever the number of outputs.
     """
 
-    config_path = luigi.Parameter(description="the pipeline config (YAML)")
+    config_path = ConfigPath(description="the pipeline config (YAML)")
     date = luigi.DateParameter(default=dt.date.today(), description="the run date (for cron)")
 
     stage: ClassVar[str] = ""

@@ -9,7 +9,7 @@ import luigi
 
 from mlcd import data, gates, registry, storage
 from mlcd.errors import StorageError
-from tasks.base import PipelineTask, require_passed
+from tasks.base import ConfigPath, PipelineTask, require_passed
 from tasks.data import ExtractData, SplitData, ValidateData, ValidateSplit
 from tasks.manifest import build_manifest
 from tasks.model import EvaluateModel, TrainModel, ValidateModel
@@ -140,7 +140,7 @@ class PublishModel(PipelineTask):
 class RetrainPipeline(luigi.WrapperTask):
     """The whole pipeline for one config and one date: what cron and ``mlcd run`` ask for."""
 
-    config_path = luigi.Parameter(description="the pipeline config (YAML)")
+    config_path = ConfigPath(description="the pipeline config (YAML)")
     date = luigi.DateParameter(description="the run date (for cron)")
 
     def requires(self) -> PublishModel:

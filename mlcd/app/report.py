@@ -56,9 +56,11 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
     ran = {t.task_id for t in summary["completed"]}
     # With luigid, tasks this worker scheduled may have been run by other workers: the run
     # succeeded when the whole pipeline is complete and nothing failed here.
-    ok = status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY) or (
-        not summary["failed"] and root.complete()
-    )
+    # Never a success unless the whole pipeline is complete, whoever ran it.
+    ok = (
+        status in (LuigiStatusCode.SUCCESS, LuigiStatusCode.SUCCESS_WITH_RETRY)
+        or not summary["failed"]
+    ) and root.complete()
     # Luigi stops looking below a complete task; list every pipeline task that is done.
     already = (
         sorted(_name(t) for t in _graph(root) if t.task_id not in ran and t.complete())
