@@ -89,6 +89,13 @@ class PromotionRefused(MlcdError):
     kind = "gate failed"
 
 
+class SchedulerUnreachable(MlcdError):
+    """The central scheduler (luigid) named for the run does not answer."""
+
+    exit_code = 10
+    kind = "scheduler unreachable"
+
+
 class StorageError(MlcdError):
     """A location cannot be read or written, or an artifact is corrupted."""
 
@@ -121,6 +128,7 @@ EXIT_CODES: dict[str, int] = {
     StorageError.kind: StorageError.exit_code,
     NotFound.kind: NotFound.exit_code,
     NotReproduced.kind: NotReproduced.exit_code,
+    SchedulerUnreachable.kind: SchedulerUnreachable.exit_code,
 }
 
 

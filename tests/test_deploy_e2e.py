@@ -405,3 +405,25 @@ def test_two_checkouts_running_the_same_relative_config_on_one_luigid_each_publi
         assert report["ok"] and report["published"], report
         assert versions(folder / "config" / "registry", "breast-cancer"), folder
         assert production(folder / "config" / "registry", "breast-cancer") is not None
+
+
+def test_unreachable_luigid_is_one_line_naming_it_with_its_own_exit_code_and_a_manifest(
+    tmp_path: Path,
+):
+    from tests.conftest import free_port
+
+    config = write_config(tmp_path, validation=NO_SUITES)
+    port = free_port()  # nothing listens there
+    code, report, err = run_json(
+        config, "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port)
+    )
+    assert code == 10, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mlcd: scheduler unreachable:"), err
+    assert f"127.0.0.1:{port}" in lines[0] and "--local-scheduler" in lines[0]
+    (manifest,) = (tmp_path / "workspace" / "runs").glob("*/manifest.json")
+    recorded = json.loads(manifest.read_text())
+    assert recorded["exit_code"] == 10 and recorded["status"] == "failed"
+    assert recorded["scheduler"] == f"127.0.0.1:{port}"
+    assert recorded["failures"][0]["kind"] == "scheduler unreachable"
+    assert not versions(tmp_path / "registry", "breast-cancer")

@@ -13,12 +13,19 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import sys
 import tempfile
 from typing import Any
 
 from mlcd import storage
-from mlcd.errors import AlreadyRunning, MlcdError, PipelineFailed, TaskFailed
+from mlcd.errors import (
+    AlreadyRunning,
+    MlcdError,
+    PipelineFailed,
+    SchedulerUnreachable,
+    TaskFailed,
+)
 
 
 def scheduler_kwargs(host: str | None, port: int | None, local: bool) -> dict[str, Any]:
@@ -26,8 +33,8 @@ def scheduler_kwargs(host: str | None, port: int | None, local: bool) -> dict[st
     ``[core] default_scheduler_host``), else the local scheduler."""
     import luigi.configuration
 
+    conf = luigi.configuration.get_config()
     if host is None and not local:
-        conf = luigi.configuration.get_config()
         if conf.has_option("core", "default_scheduler_host"):
             host = conf.get("core", "default_scheduler_host")
     if host is None:
@@ -35,7 +42,30 @@ def scheduler_kwargs(host: str | None, port: int | None, local: bool) -> dict[st
     kwargs: dict[str, Any] = {"local_scheduler": False, "scheduler_host": host}
     if port is not None:
         kwargs["scheduler_port"] = port
+    elif conf.has_option("core", "default_scheduler_port"):
+        kwargs["scheduler_port"] = conf.getint("core", "default_scheduler_port")
     return kwargs
+
+
+# Seconds to wait for luigid to accept a connection before the run gives up on it. Luigi itself
+# would retry its first call for a minute, printing a traceback for every attempt.
+SCHEDULER_CONNECT_TIMEOUT = 5.0
+
+
+def check_scheduler(scheduler: dict[str, Any]) -> None:
+    """SchedulerUnreachable, naming the host and port, unless luigid accepts a connection."""
+    if scheduler["local_scheduler"]:
+        return
+    host, port = scheduler["scheduler_host"], int(scheduler.get("scheduler_port", 8082))
+    try:
+        socket.create_connection((host, port), timeout=SCHEDULER_CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise SchedulerUnreachable(
+            f"luigid does not answer at {host}:{port} ({reason}); start it (`make luigid`), "
+            "fix --scheduler-host/--scheduler-port or luigi.cfg's [core] default_scheduler_host, "
+            "or run with --local-scheduler"
+        ) from None
 
 
 class _HideKnownErrors(logging.Filter):
@@ -78,6 +108,11 @@ def run(
     if workers > 1 and not root.complete():
         _preload(cfg)
     scheduler = scheduler_kwargs(scheduler_host, scheduler_port, local_scheduler)
+    try:
+        check_scheduler(scheduler)
+    except SchedulerUnreachable as exc:
+        _record_unstarted(root, exc, workers=workers, scheduler=scheduler)
+        raise
     with contextlib.ExitStack() as stack:
         if scheduler["local_scheduler"]:
             # luigid keeps two runs of one date from running a task twice; without it, the lock.
@@ -178,6 +213,29 @@ def record_run(
     except Exception as exc:
         print(f"mlcd: warning: run {run_id}'s manifest was not written: {exc}", file=sys.stderr)
         return None
+
+
+def _record_unstarted(
+    root: Any, error: MlcdError, *, workers: int, scheduler: dict[str, Any]
+) -> None:
+    """The manifest of a run that ended before Luigi ran anything."""
+    from mlcd import lineage
+
+    failure = {
+        "task": None,
+        "kind": error.kind,
+        "exit_code": error.exit_code,
+        "message": str(error),
+    }
+    record_run(
+        root,
+        {"ok": False, "failures": [failure]},
+        run_id=lineage.new_run_id(),
+        started_at=dt.datetime.now(dt.UTC),
+        exit_code=error.exit_code,
+        scheduler=scheduler,
+        workers=workers,
+    )
 
 
 def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> dict[str, Any]:
