@@ -172,7 +172,7 @@ def reproduce(
     """Re-execute ``subject`` in a scratch workspace and compare it with its manifest."""
     import tasks
     from mlcd.app.report import collect
-    from mlcd.app.run import execute
+    from mlcd.app.run import execute, run_error
     from mlcd.fingerprint import code_version
     from tasks.manifest import run_manifest
 
@@ -231,7 +231,8 @@ def reproduce(
         scheduler = {"local_scheduler": True}  # never a shared luigid: this is a private run
         result, failures = execute(root, workers=1, scheduler=scheduler, run_id=run_id)
         report = collect(root, result, failures)
-        code = 0 if report["ok"] else int(failures[0]["exit_code"]) if failures else 5
+        error = run_error(report, failures)
+        code = 0 if error is None else error.exit_code
         reproduced = run_manifest(
             root,
             report,

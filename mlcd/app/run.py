@@ -238,6 +238,21 @@ def _record_unstarted(
     )
 
 
+def run_error(report: dict[str, Any], failures: list[dict[str, Any]]) -> MlcdError | None:
+    """What a run that did not complete ends with: the error of the first task that failed, or
+    PipelineFailed; None for a complete run."""
+    if report["ok"]:
+        return None
+    if failures:
+        first = failures[0]
+        return TaskFailed(
+            str(first["kind"]), int(first["exit_code"]), f"{first['task']}: {first['message']}"
+        )
+    return PipelineFailed(
+        f"the pipeline did not finish (luigi status: {report['status']}); see the log above"
+    )
+
+
 def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> dict[str, Any]:
     """Build ``root``, record the run and return its report; when it did not complete, raise
     the error of the first task that failed (or PipelineFailed) with the report attached."""
@@ -248,20 +263,8 @@ def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> d
     started_at = dt.datetime.now(dt.UTC)
     result, failures = execute(root, workers=workers, scheduler=scheduler, run_id=run_id)
     report = collect(root, result, failures)
-    error: MlcdError | None = None
-    if report["ok"]:
-        code = 0
-    elif failures:
-        first = failures[0]
-        error = TaskFailed(
-            str(first["kind"]), int(first["exit_code"]), f"{first['task']}: {first['message']}"
-        )
-    else:
-        error = PipelineFailed(
-            f"the pipeline did not finish (luigi status: {report['status']}); see the log above"
-        )
-    if error is not None:
-        code = error.exit_code
+    error = run_error(report, failures)
+    code = 0 if error is None else error.exit_code
     report["run_id"] = run_id
     report["run_manifest"] = record_run(
         root,
