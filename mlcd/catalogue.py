@@ -118,3 +118,26 @@ STEPS = (
     "ValidateModel",
     "PublishModel",
 )
+
+
+# Column roles (mlcd/columns/roles.py): what each column is to the model. Only the first four are
+# features; an id is deepchecks' index, free text, constant and dropped columns are left out.
+ROLES = ("numeric", "categorical", "boolean", "datetime", "id", "text", "constant", "dropped")
+FEATURE_ROLES = ("numeric", "categorical", "boolean", "datetime")
+
+# Checks every config lists as known-broken unless it makes them block (a config's own
+# ``known_broken`` adds to these): WeakSegmentsPerformance cannot fit its error model on small or
+# few-featured data (DeepchecksProcessError).
+DEFAULT_KNOWN_BROKEN: dict[str, tuple[str, ...]] = {
+    "data_integrity": (),
+    "train_test": (),
+    "model_evaluation": ("WeakSegmentsPerformance",),
+}
+# The blocking checks judged on a ratio, and the largest ratio that passes (deepchecks' own
+# default is 0: one pair of identical rows with two labels blocked a release). Chosen to pass
+# clean real tables and fail broken ones (docs/gates.md): `validation.<suite>.max_ratio` sets them.
+DEFAULT_MAX_RATIO: dict[str, dict[str, float]] = {
+    "data_integrity": {"ConflictingLabels": 0.05},
+    "train_test": {"TrainTestSamplesMix": 0.10},
+    "model_evaluation": {},
+}

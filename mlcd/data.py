@@ -182,15 +182,23 @@ def make_snapshot(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
     features = cfg.features or [c for c in frame.columns if c != cfg.target]
     if not features:
         raise DataError("the source has no feature columns besides the target")
-    snap = frame[[*features, cfg.target]].reset_index(drop=True)
+    snap = frame[[*features, cfg.target]]
     if snap.empty:
         raise DataError("the source has no rows")
-    missing_target = int(snap[cfg.target].isna().sum())
-    if missing_target:
-        raise DataError(
-            f"the target column {cfg.target!r} is empty in {missing_target} row(s); "
-            "drop or fill those rows in the source"
-        )
+    label = snap[cfg.target]
+    if pd.api.types.is_object_dtype(label) or pd.api.types.is_string_dtype(label):
+        label = label.where(label.astype(str).str.strip() != "")  # a blank label is missing
+    missing = label.isna()
+    if missing.all():
+        raise DataError(f"the target column {cfg.target!r} is empty in every row")
+    if missing.any():
+        if not cfg.target_drop_missing:
+            raise DataError(
+                f"the target column {cfg.target!r} is empty in {int(missing.sum())} row(s); "
+                "drop or fill those rows in the source, or set target.drop_missing: true"
+            )
+        snap = snap[~missing]  # counted by the caller: len(frame) - len(snap)
+    snap = snap.reset_index(drop=True)
     if cfg.task == "classification" and snap[cfg.target].nunique() < 2:
         raise DataError(
             f"the target column {cfg.target!r} has a single class; classification needs two or more"
@@ -199,14 +207,15 @@ def make_snapshot(frame: pd.DataFrame, cfg: PipelineConfig) -> pd.DataFrame:
         raise DataError(
             f"the target column {cfg.target!r} is not numeric; regression needs numbers"
         )
-    all_nan = [c for c in features if snap[c].isna().all()]
-    if all_nan:
+    all_nan = [c for c in cfg.features or [] if snap[c].isna().all()]
+    if all_nan:  # listed as features: an inferred all-empty column is 'constant', not a feature
         raise DataError(
-            f"feature column(s) {', '.join(map(repr, all_nan))} are entirely empty; drop them "
-            "or list the features to use under 'features'"
+            f"feature column(s) {', '.join(map(repr, all_nan))} listed under 'features' are "
+            "entirely empty; fix the source, or remove them from 'features'"
         )
     for column in [*features, cfg.target]:
-        _refuse_stray_text(snap[column], column)
+        if column not in cfg.columns:
+            _refuse_stray_text(snap[column], column)
     return snap
 
 
@@ -223,7 +232,8 @@ def _refuse_stray_text(values: pd.Series, column: str) -> None:
         raise DataError(
             f"column {column!r} holds numbers and text: {len(text)} of {len(present)} values "
             f"are not numbers (data row {text.index[0]}, counting from 0, has "
-            f"{text.iloc[0]!r}); fix or empty those values in the source"
+            f"{text.iloc[0]!r}); fix or empty those values in the source, or set "
+            f"columns.{column}: categorical to treat the column as text"
         )
 
 
@@ -294,9 +304,32 @@ def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
     return _parse_parquet(blob, path)
 
 
-def split(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A deterministic train/test split, stratified for classification when asked."""
+def split_column(cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None) -> str | None:
+    """The date a split by time orders rows on, None for a random split (``split.method``)."""
+    dates = [c for c, r in (roles or {}).items() if r["role"] == "datetime"]
+    if cfg.split.method == "random" or (cfg.split.method == "auto" and not dates):
+        return None
+    if cfg.split.time_column is not None:
+        return cfg.split.time_column
+    if not dates:
+        raise DataError(
+            "split.method is time, but no column is a datetime; name one with split.time_column "
+            "or columns: {<column>: datetime}"
+        )
+    return dates[0]
+
+
+def split(
+    frame: pd.DataFrame, cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A deterministic train/test split: by time when the data has a date (the newest
+    ``test_size`` of the rows, whole days of them, are the test set), else at random, stratified
+    for classification when asked."""
     from sklearn.model_selection import train_test_split
+
+    when = split_column(cfg, roles)
+    if when is not None:
+        return _split_by_time(frame, when, cfg.split.test_size)
 
     stratify = None
     if cfg.task == "classification" and cfg.split.stratify:
@@ -314,6 +347,29 @@ def split(frame: pd.DataFrame, cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Da
     except ValueError as exc:
         raise DataError(f"cannot split the data: {exc}") from None
     return train.sort_index(), test.sort_index()
+
+
+def _split_by_time(
+    frame: pd.DataFrame, column: str, test_size: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import warnings
+
+    if column not in frame.columns:
+        raise DataError(f"split.time_column: {column!r} is not a column of the data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        when = pd.to_datetime(frame[column], errors="coerce")
+    if getattr(when.dt, "tz", None) is not None:
+        when = when.dt.tz_convert("UTC").dt.tz_localize(None)
+    # The cut falls between two dates: rows of one date are never on both sides.
+    cut = when.quantile(1 - test_size)
+    test_rows = when > cut
+    if not test_rows.any() or test_rows.all():
+        raise DataError(
+            f"cannot split by time on {column!r}: too few distinct dates for a test set of "
+            f"{test_size:.0%}; set split.method: random"
+        )
+    return frame[~test_rows].sort_index(), frame[test_rows].sort_index()
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from mlcd import data, gates
+from mlcd import columns, data, gates, training
 from mlcd.config import SourceConfig
 from mlcd.errors import StorageError
 from mlcd.fingerprint import sha256_bytes
@@ -50,6 +50,11 @@ class ExtractData(PipelineTask):
             )
         return data.read_snapshot(self.cfg.workspace, sha)
 
+    def roles(self) -> dict[str, dict[str, str]]:
+        """The column roles inferred at extraction (with the config's overrides)."""
+        roles: dict[str, dict[str, str]] = self.read_json("extract.json")["roles"]
+        return roles
+
     def source(self) -> SourceConfig:
         return self.cfg.source.for_date(self.date)
 
@@ -66,15 +71,23 @@ class ExtractData(PipelineTask):
             "target": cfg.target,
             "features": cfg.features,
             "task": cfg.task,
+            "columns": cfg.columns,
+            "drop_missing": cfg.target_drop_missing,
         }
 
     def produce(self) -> None:
         cfg = self.cfg
         self.progress(10, "reading the source")
-        columns = None if cfg.features is None else [*cfg.features, cfg.target]
-        frame = data.load_source(self.source(), columns)
+        wanted = None if cfg.features is None else [*cfg.features, cfg.target]
+        frame = data.load_source(self.source(), wanted)
         self.progress(60, f"checking {len(frame)} rows")
         snap = data.make_snapshot(frame, cfg)
+        dropped = len(frame) - len(snap)
+        self.progress(70, "inferring column roles")
+        roles = columns.infer_roles(snap, cfg.target, cfg.columns)
+        for name, spec in cfg.models().items():
+            where = "model" if cfg.candidates is None else f"candidates[{name}]"
+            training.check_fits(spec, roles, snap, cfg.target, where)
         blob = data.to_parquet(snap)
         sha = data.write_snapshot(cfg.workspace, blob)
         self.wrote("snapshot.parquet", data.snapshot_path(cfg.workspace, sha), blob)
@@ -85,8 +98,17 @@ class ExtractData(PipelineTask):
                 "snapshot_sha256": sha,
                 "snapshot": f"{data.SNAPSHOTS}/{sha}.parquet",
                 "rows": len(snap),
+                "dropped_missing_target": dropped,
                 "columns": {c: str(t) for c, t in snap.dtypes.items()},
+                "roles": roles,
+                "features": columns.features(roles),
             },
+        )
+        self.set_status_message(
+            f"{len(snap)} rows"
+            + (f" ({dropped} without a target dropped)" if dropped else "")
+            + "\n"
+            + columns.describe(roles)
         )
 
 
@@ -106,8 +128,9 @@ class ValidateData(PipelineTask):
     def produce(self) -> None:
         self.set_tracking_url(file_url(self.path("report.html")))
         self.progress(5, "running deepchecks data_integrity")
-        snap = self.requires().snapshot()
-        verdict, html = gates.run_suite("data_integrity", self.cfg, snap)
+        extract = self.requires()
+        snap = extract.snapshot()
+        verdict, html = gates.run_suite("data_integrity", self.cfg, snap, roles=extract.roles())
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
 
@@ -131,8 +154,10 @@ class SplitData(PipelineTask):
     def produce(self) -> None:
         require_passed(self.requires()["gate"])
         self.progress(20, "splitting")
-        snap = self.requires()["data"].snapshot()
-        train, test = data.split(snap, self.cfg)
+        extract = self.requires()["data"]
+        snap = extract.snapshot()
+        roles = extract.roles()
+        train, test = data.split(snap, self.cfg, roles)
         train_blob, test_blob = data.to_parquet(train), data.to_parquet(test)
         self.write("train.parquet", train_blob)
         self.write("test.parquet", test_blob)
@@ -144,6 +169,7 @@ class SplitData(PipelineTask):
                 "train_sha256": sha256_bytes(train_blob),
                 "test_sha256": sha256_bytes(test_blob),
                 "seed": self.cfg.split.seed,
+                "by_time": data.split_column(self.cfg, roles),
             },
         )
 
@@ -166,6 +192,7 @@ class ValidateSplit(PipelineTask):
         self.progress(5, "running deepchecks train_test_validation")
         train = data.read_parquet(self.input()["train.parquet"].path)
         test = data.read_parquet(self.input()["test.parquet"].path)
-        verdict, html = gates.run_suite("train_test", self.cfg, train, test)
+        roles = ExtractData(config_path=self.config_path, date=self.date).roles()
+        verdict, html = gates.run_suite("train_test", self.cfg, train, test, roles=roles)
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)

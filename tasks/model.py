@@ -8,12 +8,12 @@ from typing import Any
 
 import luigi
 
-from mlcd import data, gates, metrics, registry, storage, training
+from mlcd import columns, data, gates, metrics, registry, schema, storage, training
 from mlcd.config import ModelConfig
 from mlcd.errors import ConfigError
 from mlcd.fingerprint import sha256_bytes
 from tasks.base import PipelineTask, file_url, require_passed
-from tasks.data import SplitData, ValidateSplit
+from tasks.data import ExtractData, SplitData, ValidateSplit
 
 
 class CandidateTask(PipelineTask):
@@ -33,6 +33,14 @@ class CandidateTask(PipelineTask):
     def label(self) -> str:
         family = str(self.get_task_family())
         return family if self.cfg.candidates is None else f"{family}[{self.candidate}]"
+
+    def roles(self) -> dict[str, dict[str, str]]:
+        return ExtractData(config_path=self.config_path, date=self.date).roles()
+
+    def frame(self, split: Any, name: str) -> tuple[Any, Any]:
+        """The model's features and the target of the split's ``name`` set."""
+        rows = data.read_parquet(split[name].path)
+        return rows[columns.features(self.roles())], rows[self.cfg.target]
 
     def chain_kwargs(self) -> dict[str, Any]:
         return {"config_path": self.config_path, "date": self.date, "candidate": self.candidate}
@@ -57,15 +65,16 @@ class TrainModel(CandidateTask):
 
     def produce(self) -> None:
         require_passed(self.requires()["gate"])
-        cfg, spec = self.cfg, self.spec
-        train = data.read_parquet(self.input()["split"]["train.parquet"].path)
-        x, y = data.features_and_target(train, cfg.target)
+        spec = self.spec
+        roles = self.roles()
+        x, y = self.frame(self.input()["split"], "train.parquet")
         self.progress(10, f"fitting {spec.estimator} on {len(x)} rows")
         started = time.perf_counter()
-        model = training.fit(spec, x, y)
+        model = training.fit(spec, x, y, roles)
         seconds = time.perf_counter() - started
         self.progress(90, "saving the model")
         blob = training.dump(model)
+        prepared = not columns.is_pipeline(training.build(spec, None))
         self.write("model.joblib", blob)
         self.write_json(
             "train.json",
@@ -76,6 +85,10 @@ class TrainModel(CandidateTask):
                 "model_sha256": sha256_bytes(blob),
                 "features": list(x.columns),
                 "dtypes": {c: str(t) for c, t in x.dtypes.items()},
+                "roles": roles,
+                "preprocessing": prepared,
+                "contract": schema.contract(x, roles, list(x.columns)),
+                "nulls_ok": [c for c in x.columns if prepared or x[c].isna().any()],
                 "train_rows": len(x),
                 "fit_seconds": round(seconds, 3),
             },
@@ -110,8 +123,7 @@ class EvaluateModel(CandidateTask):
     def produce(self) -> None:
         cfg = self.cfg
         model = _load_trained(self.requires()["model"])
-        test = data.read_parquet(self.input()["split"]["test.parquet"].path)
-        x, y = data.features_and_target(test, cfg.target)
+        x, y = self.frame(self.input()["split"], "test.parquet")
         self.progress(20, f"scoring {len(x)} test rows")
         y_pred, proba = training.predict(model, x)  # once, for the metrics and the file
         scores = metrics.score(cfg, y, (y_pred, proba), training.classes(model))
@@ -156,12 +168,17 @@ class ValidateModel(CandidateTask):
         scores = self.requires()["evaluate"].read_json("metrics.json")
 
         self.progress(5, "running deepchecks model_evaluation")
-        x_test, y_test = data.features_and_target(test, cfg.target)
-        verdict, html = gates.run_suite("model_evaluation", cfg, train, test, model)
+        roles = self.roles()
+        verdict, html = gates.run_suite("model_evaluation", cfg, train, test, model, roles)
 
         self.progress(85, "comparing with the model in production")
-        champion_gate = self._champion_gate(scores, x_test, y_test)
-        judged = verdict["gates"] + gates.threshold_gates(scores, cfg.gates) + [champion_gate]
+        champion_gate = self._champion_gate(scores, test, test[cfg.target])
+        judged = (
+            verdict["gates"]
+            + gates.threshold_gates(scores, cfg.gates)
+            + gates.every_class_gates(scores, cfg.gates)
+            + [champion_gate]
+        )
         verdict = gates.summarise("model_evaluation", judged)
         verdict["candidate"] = self.candidate
         self.write("report.html", html)
@@ -175,7 +192,9 @@ class ValidateModel(CandidateTask):
         version = pointer["version"]
         champion, manifest = registry.load_model(cfg.publish, cfg.name, version)
         try:
-            predicted = training.predict(champion, x_test)
+            wanted = getattr(champion, "feature_names_in_", None)
+            x = x_test[list(wanted)] if wanted is not None else x_test.drop(columns=[cfg.target])
+            predicted = training.predict(champion, x)
             theirs = metrics.score(cfg, y_test, predicted, training.classes(champion))
             basis = "both models scored on this run's test set"
         except Exception as exc:  # a champion with another input schema cannot score our data

@@ -193,14 +193,19 @@ def _single_class(site: Site) -> list[str]:
 
 
 def _target_gaps(site: Site) -> list[str]:
+    """Rows without a label are dropped and counted by default; refused when asked to."""
     frame = _frame(site)
     frame.loc[[3, 7], "target"] = np.nan
     _write(site, frame)
+    site.edit_config(target={"column": "target", "drop_missing": False})
     return site.run()
 
 
 def _all_nan_feature(site: Site) -> list[str]:
-    _write(site, _frame(site).assign(**{"mean texture": np.nan}))
+    """An empty column is a constant left out, unless the config names it as a feature."""
+    frame = _frame(site).assign(**{"mean texture": np.nan})
+    _write(site, frame)
+    site.edit_config(features=[c for c in frame.columns if c != "target"])
     return site.run()
 
 

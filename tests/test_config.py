@@ -175,17 +175,36 @@ def test_missing_required_top_level_key_is_named(tmp_path, key):
     assert f"missing required key '{key}'" in config_error(tmp_path, data)
 
 
-def test_neither_model_nor_candidates_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("task", "estimator", "params"),
+    [
+        (
+            "classification",
+            "sklearn.ensemble.HistGradientBoostingClassifier",
+            {"class_weight": "balanced", "random_state": 0},
+        ),
+        ("regression", "sklearn.ensemble.HistGradientBoostingRegressor", {"random_state": 0}),
+    ],
+)
+def test_without_model_or_candidates_the_model_is_gradient_boosting(
+    tmp_path, task, estimator, params
+):
     data = base()
     del data["model"]
-    message = config_error(tmp_path, data)
-    assert "exactly one of 'model'" in message and "'candidates'" in message
+    data["task"] = task
+    data.pop("gates", None)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    assert cfg.model is not None and cfg.candidates is None
+    assert (cfg.model.estimator, cfg.model.params) == (estimator, params)
 
 
 def test_both_model_and_candidates_is_an_error(tmp_path):
     data = base()
     data["candidates"] = [{"name": "lr", "estimator": "sklearn.linear_model.LogisticRegression"}]
-    assert "exactly one of 'model'" in config_error(tmp_path, data)
+    assert "give one of 'model'" in config_error(tmp_path, data)
+    assert "not both" in config_error(tmp_path, data)
 
 
 def test_candidate_grid_loads_in_order_and_names_must_be_unique(tmp_path):

@@ -165,12 +165,16 @@ def test_snapshot_of_data_without_rows_is_a_data_error(tmp_path):
         data.make_snapshot(empty, make_cfg(tmp_path))
 
 
-def test_snapshot_with_missing_target_values_counts_them(tmp_path):
+def test_snapshot_drops_rows_without_a_target_or_refuses_them_when_told(tmp_path):
     rows = frame()
-    rows["target"] = rows["target"].astype(float)
+    rows["target"] = rows["target"].astype(object)
     rows.loc[[3, 7], "target"] = np.nan
-    with pytest.raises(DataError, match=r"'target' is empty in 2 row\(s\)"):
-        data.make_snapshot(rows, make_cfg(tmp_path))
+    rows.loc[9, "target"] = "  "  # a blank label is missing too
+    snap = data.make_snapshot(rows, make_cfg(tmp_path))
+    assert len(snap) == len(rows) - 3 and snap["target"].notna().all()
+    strict = make_cfg(tmp_path, target={"column": "target", "drop_missing": False})
+    with pytest.raises(DataError, match=r"'target' is empty in 3 row\(s\).*target.drop_missing"):
+        data.make_snapshot(rows, strict)
 
 
 def test_snapshot_with_a_single_class_is_a_data_error(tmp_path):
@@ -180,11 +184,13 @@ def test_snapshot_with_a_single_class_is_a_data_error(tmp_path):
         data.make_snapshot(rows, make_cfg(tmp_path))
 
 
-def test_snapshot_with_an_all_empty_feature_names_the_column(tmp_path):
+def test_snapshot_with_an_all_empty_listed_feature_names_the_column(tmp_path):
     rows = frame()
     rows["x2"] = np.nan
-    with pytest.raises(DataError, match="'x2'"):
-        data.make_snapshot(rows, make_cfg(tmp_path))
+    data.make_snapshot(rows, make_cfg(tmp_path))  # not listed: a constant, left out later
+    listed = make_cfg(tmp_path, features=[c for c in rows.columns if c != "target"])
+    with pytest.raises(DataError, match="'x2' listed under 'features' are entirely empty"):
+        data.make_snapshot(rows, listed)
 
 
 def test_snapshot_with_duplicated_column_names_names_them(tmp_path):

@@ -485,9 +485,9 @@ def test_reproduce_names_the_first_task_that_differs_and_how(published, monkeypa
 
     real_fit = training.fit
 
-    def other_seed(spec: Any, x: Any, y: Any) -> Any:  # as if the training code had changed
+    def other_seed(spec: Any, x: Any, y: Any, *rest: Any) -> Any:  # as if the code had changed
         return real_fit(
-            spec.model_copy(update={"params": {**spec.params, "random_state": 7}}), x, y
+            spec.model_copy(update={"params": {**spec.params, "random_state": 7}}), x, y, *rest
         )
 
     monkeypatch.setattr(training, "fit", other_seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mlcd import registry
@@ -43,6 +44,25 @@ def _read(task: Any, name: str) -> Any:
         return task.read_json(name)
     except StorageError:
         return None
+
+
+def roles_of(extract: dict[str, Any]) -> dict[str, str]:
+    """The role of each column from ExtractData's extract.json: features in table order, then
+    the other columns."""
+    roles = extract.get("roles") or {}
+    order = [*extract.get("features", []), *sorted(roles)]
+    return {c: roles[c]["role"] for c in dict.fromkeys(order) if c in roles}
+
+
+def roles_line(roles: dict[str, str]) -> str:
+    """``numeric tenure, charges; categorical plan; id customer_id``: six names a role at most."""
+    by_role: dict[str, list[str]] = {}
+    for column, role in roles.items():
+        by_role.setdefault(role, []).append(column)
+    return "; ".join(
+        f"{role} {', '.join(cols[:6])}{f' (+{len(cols) - 6})' if len(cols) > 6 else ''}"
+        for role, cols in by_role.items()
+    )
 
 
 def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,6 +107,7 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
             | summary["scheduling_error"]
         ),
         "failures": failures,
+        "roles": None,
         "metrics": None,
         "gates": {},
         "candidates": {},
@@ -94,6 +115,10 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
         "published": None,
         "production": None,
     }
+    extract = _read(req["data"], "extract.json")
+    if extract is not None:
+        report["roles"] = roles_of(extract)
+        report["dropped_missing_target"] = extract.get("dropped_missing_target", 0)
     published = _read(publish_task, "published.json")
     if published is not None:  # published.json keeps no absolute path; the report shows one
         published["location"] = registry.version_dir(cfg.publish, cfg.name, published["version"])
@@ -131,7 +156,34 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
         report["production"] = registry.production(cfg.publish, cfg.name)
     except StorageError as exc:
         report["production"] = {"error": str(exc)}
+    if selected is not None:
+        report["contract"] = _contract_check(cfg, chains[selected]["model"], report)
     return report
+
+
+def _contract_check(cfg: Any, train_task: Any, report: dict[str, Any]) -> dict[str, Any] | None:
+    """The trained model's data contract against the one of the version that was in production
+    before this run (``schema.contract_changes``); None when there is nothing to compare."""
+    from mlcd import schema, storage
+
+    trained = _read(train_task, "train.json")
+    production = report["production"] or {}
+    published = report["published"] or {}
+    if trained is None or "version" not in production:
+        return None
+    before = production["version"]
+    if published.get("promoted") and published.get("version") == before:
+        before = production.get("previous")
+    if before is None or before == published.get("version"):
+        return None
+    try:
+        path = storage.join(registry.version_dir(cfg.publish, cfg.name, before), "schema.json")
+        old = json.loads(storage.read_bytes(path)).get("columns") or {}
+    except (StorageError, ValueError):
+        return None
+    if not old:
+        return None
+    return {"version": before, "changes": schema.contract_changes(old, trained["contract"])}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -156,6 +208,19 @@ def render(report: dict[str, Any]) -> str:
             lines.append(f"  candidate {name}: {values} gates {state}{chosen}")
             for failure in c["blocking_failures"]:
                 lines.append(f"    blocking: {failure}")
+    if report.get("roles"):
+        lines.append(f"  columns: {roles_line(report['roles'])}")
+        if report.get("dropped_missing_target"):
+            lines.append(
+                f"  rows without a target: {report['dropped_missing_target']} dropped "
+                "(target.drop_missing)"
+            )
+    contract = report.get("contract")
+    if contract:
+        changes = contract["changes"]
+        head = f"  data vs production {contract['version']}: "
+        lines.append(head + (f"{len(changes)} change(s)" if changes else "no contract change"))
+        lines.extend(f"    {change}" for change in changes[:10])
     scores = report["metrics"]
     if scores:
         names = _HEADLINE[scores["task"]]

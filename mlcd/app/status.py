@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from mlcd import lineage, registry, storage
+from mlcd.app.report import roles_line, roles_of
 from mlcd.errors import StorageError
 
 
@@ -143,9 +144,15 @@ def status(publish_task: Any) -> dict[str, Any]:
     cfg = publish_task.cfg
     seen, basis = _recorded(cfg)
     rows = []
+    roles = None
     for task in graph(publish_task):
         label = task.label()
         complete = bool(task.complete())
+        if label == "ExtractData" and complete:
+            try:
+                roles = roles_of(task.read_json("extract.json"))
+            except StorageError:
+                roles = None
         rows.append(
             {
                 "task": label,
@@ -163,6 +170,7 @@ def status(publish_task: Any) -> dict[str, Any]:
         "version": publish_task.version,
         "tasks": rows,
         "to_run": sum(1 for r in rows if not r["complete"]),
+        "roles": roles,
     }
 
 
@@ -175,6 +183,8 @@ def render(result: dict[str, Any]) -> str:
         state = "complete" if row["complete"] else "would run"
         why = "; ".join(row["reasons"])
         lines.append(f"  {row['task']:<24} {row['identity']}  {state:<9}  {why}".rstrip())
+    if result.get("roles"):
+        lines.append(f"  columns (as extracted): {roles_line(result['roles'])}")
     total = len(result["tasks"])
     if result["to_run"]:
         lines.append(

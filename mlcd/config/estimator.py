@@ -55,7 +55,9 @@ def build_estimator(spec: ModelConfig, where: str = "model", top: bool = True) -
         raise ConfigError(
             f"'{where}.params': {spec.estimator} does not accept them: {exc}"
         ) from None
-    # Nested steps may be transformers; the model itself must predict.
+    # Nested steps may be transformers (or column selectors); the model itself must predict.
+    if not top and type(estimator).__name__ == "make_column_selector":
+        return estimator
     needed = ("fit", "predict") if top else ("fit",)
     if not all(hasattr(estimator, attr) for attr in needed):
         raise ConfigError(

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from mlcd.catalogue import SUITE_CHECKS, SUITES
+from mlcd.catalogue import DEFAULT_MAX_RATIO, SUITE_CHECKS, SUITES
 from mlcd.config.model import PipelineConfig, SuiteConfig
 from mlcd.errors import ConfigError
 
@@ -182,3 +182,14 @@ def check_suite_names(cfg: PipelineConfig) -> None:
                         f"validation.{suite}.{key}: unknown check {name!r}; the {suite} suite has: "
                         f"{', '.join(SUITE_CHECKS[suite])}"
                     )
+        for name, ratio in section.max_ratio.items():
+            if name not in DEFAULT_MAX_RATIO[suite]:
+                allowed = ", ".join(DEFAULT_MAX_RATIO[suite]) or "none in this suite"
+                raise ConfigError(
+                    f"validation.{suite}.max_ratio: {name!r} is not a check judged on a ratio; "
+                    f"allowed: {allowed}"
+                )
+            if not 0 <= ratio <= 1:
+                raise ConfigError(
+                    f"validation.{suite}.max_ratio.{name}: {ratio} is not a ratio between 0 and 1"
+                )

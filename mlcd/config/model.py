@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mlcd.catalogue import METRICS, PRIMARY_METRIC
+from mlcd.catalogue import METRICS, PRIMARY_METRIC, ROLES
 
 SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes", "digits")
 
@@ -70,9 +70,22 @@ class SourceConfig(_Strict):
 
 
 class SplitConfig(_Strict):
+    """``method: auto`` splits by time when the data has a datetime column (the newest rows are
+    the test set: a model is judged on the future, and deepchecks' date-leakage gates hold), at
+    random otherwise; ``time_column`` names the date to split on (default: the first)."""
+
     test_size: float = Field(0.25, gt=0, lt=1)
     seed: int = 42
     stratify: bool = True
+    method: Literal["auto", "random", "time"] = "auto"
+    time_column: str | None = None
+
+
+class TargetConfig(_Strict):
+    """The label column and what to do with rows that have none."""
+
+    column: str
+    drop_missing: bool = True
 
 
 class ModelConfig(_Strict):
@@ -104,12 +117,17 @@ class EvaluationConfig(_Strict):
 
 class SuiteConfig(_Strict):
     """One deepchecks suite: which checks block, which are known to break, how much to sample,
-    and above how many rows its costly advisory checks are left out (None: never)."""
+    and above how many rows its costly advisory checks are left out (None: never).
+
+    It merges with the defaults (catalogue.DEFAULT_KNOWN_BROKEN, DEFAULT_MAX_RATIO): a
+    ``known_broken`` list adds to the suite's default one, ``max_ratio`` overrides the default
+    ratio of the checks it names. ``blocking`` replaces the default list when given."""
 
     enabled: bool = True
     blocking: list[str] | None = None
     known_broken: list[str] = Field(default_factory=list)
     skip: list[str] = Field(default_factory=list)
+    max_ratio: dict[str, float] = Field(default_factory=dict)
     n_samples: int | None = Field(None, gt=0)
     costly_checks_max_rows: int | None = Field(100_000, ge=0)
 
@@ -117,7 +135,7 @@ class SuiteConfig(_Strict):
 class ValidationConfig(_Strict):
     data_integrity: SuiteConfig = SuiteConfig()
     train_test: SuiteConfig = SuiteConfig()
-    model_evaluation: SuiteConfig = SuiteConfig(known_broken=["WeakSegmentsPerformance"])
+    model_evaluation: SuiteConfig = SuiteConfig()
 
 
 class Bound(_Strict):
@@ -139,8 +157,27 @@ class ChampionConfig(_Strict):
 
 
 class GatesConfig(_Strict):
+    """``every_class``: a classifier must predict each class present in the test set at least
+    once (a 2%-positive model that always answers "no" has 98% accuracy and is useless)."""
+
     thresholds: dict[str, Bound] = Field(default_factory=dict)
     champion: ChampionConfig | None = None
+    every_class: bool = True
+
+
+# The model a config without ``model`` or ``candidates`` trains: gradient boosting takes
+# missing values and categories natively, and balanced class weights make a classifier find a
+# rare class (docs/columns.md).
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "classification": {
+        "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+        "params": {"class_weight": "balanced", "random_state": 0},
+    },
+    "regression": {
+        "estimator": "sklearn.ensemble.HistGradientBoostingRegressor",
+        "params": {"random_state": 0},
+    },
+}
 
 
 class PipelineConfig(_Strict):
@@ -148,7 +185,9 @@ class PipelineConfig(_Strict):
     task: TaskType
     source: SourceConfig
     target: str
+    target_drop_missing: bool = True
     features: list[str] | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
     split: SplitConfig = SplitConfig()
     model: ModelConfig | None = None
     candidates: list[CandidateConfig] | None = None
@@ -158,6 +197,27 @@ class PipelineConfig(_Strict):
     gates: GatesConfig = GatesConfig()
     workspace: str
     publish: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_mapping(cls, data: Any) -> Any:
+        """``target: churned`` or ``target: {column: churned, drop_missing: false}``."""
+        if isinstance(data, dict) and isinstance(data.get("target"), dict):
+            if "target_drop_missing" in data:
+                raise ValueError("give target.drop_missing, not target_drop_missing")
+            spec = TargetConfig.model_validate(data["target"])
+            data = {**data, "target": spec.column, "target_drop_missing": spec.drop_missing}
+        return data
+
+    @field_validator("columns")
+    @classmethod
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        for column, role in value.items():
+            if role not in ROLES:
+                raise ValueError(
+                    f"columns.{column}: unknown role {role!r}; allowed: {', '.join(ROLES)}"
+                )
+        return value
 
     @field_validator("name")
     @classmethod
@@ -171,11 +231,13 @@ class PipelineConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_model_or_candidates(self) -> PipelineConfig:
-        if (self.model is None) == (self.candidates is None):
+        if self.model is not None and self.candidates is not None:
             raise ValueError(
-                "give exactly one of 'model' (one estimator) or 'candidates' (a list of "
-                "estimators, each with a 'name')"
+                "give one of 'model' (one estimator) or 'candidates' (a list of estimators, "
+                "each with a 'name'), not both"
             )
+        if self.model is None and self.candidates is None:
+            object.__setattr__(self, "model", ModelConfig(**DEFAULT_MODELS[self.task]))
         if self.candidates is not None:
             if not self.candidates:
                 raise ValueError("'candidates' is empty; list at least one model")

@@ -41,8 +41,9 @@ RUN_ID = re.compile(r"\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}")
 #   none     not compared: HTML reports carry timestamps and random element ids (their verdict
 #            is compared instead); a version's manifest records when and by which run
 IGNORED_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
-    # The reproduction reads the recorded snapshot itself, so its source is another file.
-    ("ExtractData", "extract.json"): ("source_fingerprint",),
+    # The reproduction reads the recorded snapshot itself, so its source is another file, from
+    # which the rows without a target were already dropped.
+    ("ExtractData", "extract.json"): ("source_fingerprint", "dropped_missing_target"),
     ("TrainModel", "train.json"): ("fit_seconds",),  # wall time
     # The version is the task's identity, which follows the source; promotion follows the
     # registry's state; the path follows the version.
