@@ -81,6 +81,10 @@ class InputSchema:
     dtypes: Mapping[str, str]
     target: str | None = None
     task: str | None = None
+    # The data contract (``contract``): per feature its role, null rate, range or categories.
+    columns: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    # Features where a missing value is taken (the pipeline imputes or the estimator takes NaN).
+    nulls_ok: frozenset[str] = frozenset()
 
     @classmethod
     def from_json(cls, obj: Any, source: str) -> InputSchema:
@@ -95,7 +99,14 @@ class InputSchema:
                 "column names, and 'dtypes'); the version is damaged: republish it"
             )
         dtypes = {str(k): str(v) for k, v in obj.get("dtypes", {}).items()}
-        return cls(tuple(obj["features"]), dtypes, obj.get("target"), obj.get("task"))
+        return cls(
+            tuple(obj["features"]),
+            dtypes,
+            obj.get("target"),
+            obj.get("task"),
+            dict(obj.get("columns") or {}),
+            frozenset(obj.get("nulls_ok") or ()),
+        )
 
     def kind(self, column: str) -> str:
         return kind_of(self.dtypes.get(column, "any"))
@@ -129,12 +140,14 @@ class InputSchema:
         keep: Sequence[str] = (),
         hint: str = "",
         text_numbers: bool = False,
+        notes: list[str] | None = None,
     ) -> pd.DataFrame:
         """The model's input: exactly its features, in order, converted to the training dtypes.
 
-        ``keep`` names input columns that are not features and are allowed (they are dropped).
-        ``text_numbers`` accepts numbers written as text in numeric columns (a CSV column with
-        one bad value is read as text). Raises SchemaError listing every missing or extra column
+        Columns that are not features are ignored (a note in ``notes`` says which; ``keep``
+        names those the caller copies to its output). ``text_numbers`` accepts numbers written
+        as text in numeric columns (a CSV column with one bad value is read as text). Raises
+        SchemaError listing every missing column (and the extra ones, which may be misspelt)
         and every column of the wrong type.
         """
         problems: list[str] = []
@@ -148,8 +161,10 @@ class InputSchema:
             problems.append(f"missing column(s) {_names(missing)}")
         allowed = set(self.features) | set(keep)
         extra = [c for c in columns if c not in allowed]
-        if extra:
+        if extra and missing:
             problems.append(f"extra column(s) {_names(extra)}")
+        elif extra and notes is not None:
+            notes.append(f"ignored {len(extra)} column(s) the model does not take: {_names(extra)}")
         absent_keep = [k for k in keep if k not in present]
         if absent_keep:
             problems.append(f"column(s) to keep not in the input: {_names(absent_keep)}")
@@ -172,7 +187,22 @@ class InputSchema:
             return frame.loc[:, list(self.features)]
         return pd.DataFrame(out, index=frame.index, columns=list(self.features))
 
-    def frame_from_records(self, rows: Any, hint: str = "") -> pd.DataFrame:
+    def unseen_categories(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Per categorical feature, how many values of ``frame`` training never saw."""
+        counts = {}
+        for column, spec in self.columns.items():
+            seen = spec.get("categories")
+            if seen is None or column not in frame.columns or spec.get("truncated"):
+                continue
+            values = frame[column].dropna()
+            unseen = int((~values.astype(str).isin(set(map(str, seen)))).sum())
+            if unseen:
+                counts[column] = unseen
+        return counts
+
+    def frame_from_records(
+        self, rows: Any, hint: str = "", notes: list[str] | None = None
+    ) -> pd.DataFrame:
         """A checked model input from JSON rows: a list of objects, one key per feature."""
         if not isinstance(rows, list):
             raise SchemaError(
@@ -187,16 +217,18 @@ class InputSchema:
                     f"row {i} is not an object of column: value pairs (got {type(row).__name__})",
                     [f"row {i} is not an object"],
                 )
-            if row.keys() != expected:
-                keys = set(row)
-                problems = []
-                missing = [f for f in self.features if f not in keys]
-                if missing:
-                    problems.append(f"row {i}: missing column(s) {_names(missing)}")
-                extra = sorted(keys - expected)
+            missing = [f for f in self.features if f not in row]
+            if missing:
+                problems = [f"row {i}: missing column(s) {_names(missing)}"]
+                extra = sorted(set(row) - expected)
                 if extra:
                     problems.append(f"row {i}: extra column(s) {_names(extra)}")
                 raise self._fail(problems, hint)
+        extra_keys = sorted({k for row in rows for k in row} - expected)
+        if extra_keys and notes is not None:
+            notes.append(
+                f"ignored {len(extra_keys)} key(s) the model does not take: {_names(extra_keys)}"
+            )
         columns = {f: [row[f] for row in rows] for f in self.features}
         frame = pd.DataFrame(columns, columns=list(self.features))
         return self.conform(frame, hint=hint)
@@ -228,6 +260,8 @@ class InputSchema:
                     return None, self._wrong_dtype(column, kind, dtype, actual)
                 if kind == "float":
                     return numbers.astype(dtype), None
+                if numbers.isna().any() and column in self.nulls_ok:
+                    return numbers.astype("float64"), None  # the pipeline imputes it
                 if numbers.isna().any():
                     row = numbers.isna().idxmax()
                     return None, (
@@ -318,3 +352,77 @@ def _plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value
+
+
+# Categories a contract lists per column; a column with more says so and is not checked.
+MAX_CONTRACT_CATEGORIES = 1000
+
+
+def contract(
+    frame: pd.DataFrame, roles: Mapping[str, Mapping[str, str]], features: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """The data contract of the training features: each one's role, dtype and null rate, a
+    numeric column's range, a categorical one's categories (``schema.json``'s ``columns``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for column in features:
+        values = frame[column]
+        spec: dict[str, Any] = {
+            "role": roles[column]["role"],
+            "dtype": str(values.dtype),
+            "null_rate": round(float(values.isna().mean()), 6) if len(values) else 0.0,
+        }
+        if spec["role"] == "numeric":
+            present = values.dropna()
+            if len(present):
+                spec["min"], spec["max"] = _plain(present.min()), _plain(present.max())
+        elif spec["role"] in ("categorical", "boolean"):
+            seen = sorted({str(v) for v in values.dropna().unique()})
+            spec["categories"] = seen[:MAX_CONTRACT_CATEGORIES]
+            if len(seen) > MAX_CONTRACT_CATEGORIES:
+                spec["truncated"] = True
+        out[column] = spec
+    return out
+
+
+def contract_changes(
+    before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """How a new data contract differs from an earlier one (the production version's): features
+    gone or new, roles and dtypes changed, new categories, null rates up by 10 points or more,
+    numbers beyond the earlier range by a tenth of it. One short line each; advisory: the gates
+    judge the data."""
+    out: list[str] = []
+    gone = [c for c in before if c not in after]
+    new = [c for c in after if c not in before]
+    if gone:
+        out.append(f"features gone: {_names(gone)}")
+    if new:
+        out.append(f"new features: {_names(new)}")
+    for column in (c for c in after if c in before):
+        old, now = before[column], after[column]
+        if old.get("role") != now.get("role"):
+            out.append(f"{column}: role {old.get('role')} -> {now.get('role')}")
+            continue
+        if old.get("dtype") != now.get("dtype"):
+            out.append(f"{column}: dtype {old.get('dtype')} -> {now.get('dtype')}")
+        seen = old.get("categories")
+        if seen is not None and not old.get("truncated"):
+            added = [c for c in now.get("categories", []) if c not in set(seen)]
+            if added:
+                shown = ", ".join(map(repr, added[:3])) + (", ..." if len(added) > 3 else "")
+                kind = "category" if len(added) == 1 else "categories"
+                out.append(f"{column}: {len(added)} new {kind} ({shown})")
+        rate_old, rate_now = float(old.get("null_rate", 0)), float(now.get("null_rate", 0))
+        if rate_now - rate_old >= 0.10:
+            out.append(f"{column}: null rate {rate_old:.0%} -> {rate_now:.0%}")
+        if all(k in old and k in now for k in ("min", "max")):
+            try:
+                low, high = float(old["min"]), float(old["max"])
+                margin = 0.1 * (high - low)  # a retrain on new rows moves the ends a little
+                if float(now["min"]) < low - margin or float(now["max"]) > high + margin:
+                    out.append(
+                        f"{column}: range {old['min']}..{old['max']} -> {now['min']}..{now['max']}"
+                    )
+            except (TypeError, ValueError):
+                pass
+    return out

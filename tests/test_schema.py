@@ -166,3 +166,35 @@ def test_example_rows_are_json_ready_with_missing_values_as_null():
 )
 def test_kind_of_dtype_names(dtype, kind):
     assert kind_of(dtype) == kind
+
+
+def test_contract_changes_name_new_categories_null_rates_ranges_roles_and_features():
+    from mlcd.schema import contract_changes
+
+    before = {
+        "plan": {"role": "categorical", "dtype": "object", "null_rate": 0.0, "categories": ["a"]},
+        "age": {"role": "numeric", "dtype": "float64", "null_rate": 0.05, "min": 0, "max": 100},
+        "city": {"role": "categorical", "dtype": "object", "null_rate": 0.0, "categories": []},
+        "gone": {"role": "numeric", "dtype": "float64", "null_rate": 0.0},
+    }
+    after = {
+        "plan": {
+            "role": "categorical",
+            "dtype": "object",
+            "null_rate": 0.0,
+            "categories": ["a", "b"],
+        },
+        "age": {"role": "numeric", "dtype": "float64", "null_rate": 0.30, "min": 0, "max": 150},
+        "city": {"role": "id", "dtype": "object", "null_rate": 0.0},
+        "new": {"role": "numeric", "dtype": "float64", "null_rate": 0.0},
+    }
+    assert contract_changes(before, after) == [
+        "features gone: 'gone'",
+        "new features: 'new'",
+        "plan: 1 new category ('b')",
+        "age: null rate 5% -> 30%",
+        "age: range 0..100 -> 0..150",
+        "city: role categorical -> id",
+    ]
+    nudged = {**before, "age": {**before["age"], "max": 105}}
+    assert contract_changes(before, nudged) == []

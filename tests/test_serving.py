@@ -45,11 +45,11 @@ SWITCH_TIMEOUT = 60.0
 class Service:
     """``mlcd serve`` on a free port of 127.0.0.1, polling production every 0.2 s."""
 
-    def __init__(self, registry_dir: Path, log: Path, *extra: str) -> None:
+    def __init__(self, registry_dir: Path, log: Path, *extra: str, model: str = MODEL) -> None:
         self.log_path = log
         self._log = log.open("w")
         self.proc = subprocess.Popen(
-            [MLCD, "serve", MODEL, "--registry", str(registry_dir), "--port", "0"]
+            [MLCD, "serve", model, "--registry", str(registry_dir), "--port", "0"]
             + ["--poll-interval", "0.2", *extra],
             cwd=ROOT,
             stdout=subprocess.PIPE,

@@ -37,10 +37,14 @@ def predict_frame(
     keep: Sequence[str] = (),
     hint: str = "",
     text_numbers: bool = False,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """The ``keep`` columns of ``frame``, then ``prediction`` and (for classifiers) one
-    ``proba_<class>`` column per class; one row per input row, in input order."""
-    x = loaded.schema.conform(frame, keep=keep, hint=hint, text_numbers=text_numbers)
+    ``proba_<class>`` column per class; one row per input row, in input order. ``notes`` gets
+    what the caller should tell: ignored columns, categories training never saw."""
+    x = loaded.schema.conform(frame, keep=keep, hint=hint, text_numbers=text_numbers, notes=notes)
+    if notes is not None:
+        notes.extend(unseen_note(loaded.schema.unseen_categories(x)))
     y_pred, proba = _score(loaded, x)
     out = frame.loc[:, list(keep)].copy() if keep else pd.DataFrame(index=frame.index)
     out["prediction"] = y_pred
@@ -63,7 +67,10 @@ def predict_rows(loaded: LoadedVersion, body: Any) -> dict[str, Any]:
     if isinstance(rows, list) and not rows:
         raise DataError(f"'rows' is empty: nothing to score; {BODY_HELP}")
     hint = f"GET /version describes the model; {BODY_HELP}"
-    x = loaded.schema.frame_from_records(rows, hint=hint)
+    notes: list[str] = []
+    x = loaded.schema.frame_from_records(rows, hint=hint, notes=notes)
+    unseen = loaded.schema.unseen_categories(x)
+    notes.extend(unseen_note(unseen))
     y_pred, proba = _score(loaded, x)
     answer: dict[str, Any] = {
         "model": loaded.name,
@@ -71,11 +78,23 @@ def predict_rows(loaded: LoadedVersion, body: Any) -> dict[str, Any]:
         "n": len(x),
         "predictions": _json_list(y_pred),
     }
+    if unseen:
+        answer["unseen_categories"] = unseen
+    if notes:
+        answer["notes"] = notes
     labels = classes(loaded)
     if proba is not None and labels is not None:
         answer["classes"] = labels
         answer["probabilities"] = _json_list(proba)
     return answer
+
+
+def unseen_note(unseen: dict[str, int]) -> list[str]:
+    """One note for the categories training never saw (the model treats them as unknown)."""
+    if not unseen:
+        return []
+    counts = ", ".join(f"{column}: {n}" for column, n in unseen.items())
+    return [f"values training never saw, scored as unknown categories: {counts}"]
 
 
 def _plain(value: Any) -> Any:

@@ -120,8 +120,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "Rows are counted from 0 (the first data row). Pass --keep COLUMN for an input column "
         f"to copy to the output; `mlcd models show {name}:{version}` shows the schema"
     )
+    notes: list[str] = []
     out = scoring.predict_frame(
-        loaded, frame, keep=args.keep, hint=hint, text_numbers=in_format == "csv"
+        loaded, frame, keep=args.keep, hint=hint, text_numbers=in_format == "csv", notes=notes
     )
     if out_format == "csv":
         data = out.to_csv(index=False).encode()
@@ -134,6 +135,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         f"scored {len(out)} row(s) of {args.input} with model {name} version {version} "
         f"({which}); wrote {args.output}"
     )
+    for note in notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -46,6 +46,8 @@ def bundle(
             "dtypes": train_info["dtypes"],
             "target": target,
             "task": task,
+            "columns": train_info.get("contract", {}),
+            "nulls_ok": train_info.get("nulls_ok", []),
         }
     )
     # A few test rows in the body format of POST /predict (mlcd serve); see docs/serving.md.
