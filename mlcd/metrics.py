@@ -19,6 +19,52 @@ def _round(value: float) -> float:
     return float(f"{float(value):.12g}")
 
 
+# Labels that name the positive class of a binary target, whatever the other label is.
+_AFFIRMATIVE = {"yes", "y", "true", "t", "1", "positive", "pos"}
+
+
+def positive_label(classes: list[Any], configured: Any = None) -> Any:
+    """The positive class of a binary classifier: the configured one, else the class that reads
+    as yes/true/1, else the last class in sorted order (scikit-learn's convention)."""
+    if configured is not None:
+        return configured
+    affirmative = [c for c in classes if str(c).strip().lower() in _AFFIRMATIVE]
+    return affirmative[0] if len(affirmative) == 1 else classes[-1]
+
+
+def scorer(task: str, metric: str, classes: list[Any] | None, average: str, positive: Any) -> Any:
+    """A scikit-learn scorer of ``metric`` as mlcd computes it (the positive label, the
+    averaging), for deepchecks' baseline comparison. deepchecks gives a scorer of a binary
+    model labels encoded as 0 and 1 (the first and second of the model's classes), so the
+    positive label is given as its index."""
+    from sklearn import metrics as skm
+
+    if task == "regression":
+        names = {
+            "mae": "neg_mean_absolute_error",
+            "rmse": "neg_root_mean_squared_error",
+            "r2": "r2",
+            "median_ae": "neg_median_absolute_error",
+        }
+        return skm.get_scorer(names[metric])
+    binary = classes is not None and len(classes) == 2
+    if metric in ("accuracy", "balanced_accuracy"):
+        return skm.get_scorer(metric)
+    if metric == "log_loss":
+        return skm.get_scorer("neg_log_loss")
+    if metric == "roc_auc":
+        return skm.get_scorer(
+            "roc_auc" if binary else f"roc_auc_ovr{'_weighted' if average == 'weighted' else ''}"
+        )
+    function = {"precision": skm.precision_score, "recall": skm.recall_score, "f1": skm.f1_score}[
+        metric
+    ]
+    if binary:
+        pos = list(classes or []).index(positive_label(list(classes or []), positive))
+        return skm.make_scorer(function, pos_label=pos, average="binary", zero_division=0)
+    return skm.make_scorer(function, average=average, zero_division=0)
+
+
 def classification_metrics(
     y_true: pd.Series,
     y_pred: np.ndarray,
@@ -31,7 +77,7 @@ def classification_metrics(
     from sklearn import metrics as skm
 
     binary = len(classes) == 2
-    pos = positive_label if positive_label is not None else (classes[-1] if binary else None)
+    pos = positive_label_of(classes, positive_label) if binary else None
     avg_kwargs: dict[str, Any] = (
         {"average": "binary", "pos_label": pos} if binary else {"average": average}
     )
@@ -186,3 +232,6 @@ def plots(
         fig.tight_layout()
         out["roc_curve.png"] = _png(fig)
     return out
+
+
+positive_label_of = positive_label  # classification_metrics' argument shadows the function

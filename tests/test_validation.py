@@ -30,6 +30,7 @@ from mlcd.gates import (
     threshold_gates,
     verdict_from_result,
 )
+from mlcd.gates.suites import _build_suite
 
 
 def make_cfg(task: str = "classification", **changes: Any) -> PipelineConfig:
@@ -141,9 +142,14 @@ def regression_evaluation() -> Any:
             "response_method=predict instead."
         )
 
+    def raise_as_a_broken_check(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("a check that broke on this stack")
+
     for check in suite.checks.values():
         if type(check).__name__ == "WeakSegmentsPerformance":
             check.run_logic = raise_as_on_scikit_learn_1_5
+        if type(check).__name__ == "UnusedFeatures":  # not known-broken by default
+            check.run_logic = raise_as_a_broken_check
     return run_deepchecks(
         suite,
         dataset(train, cfg, "regression"),
@@ -196,24 +202,26 @@ def test_checks_irrelevant_for_the_task_type_are_skipped_not_failed(regression_e
 
 
 def test_a_known_broken_check_that_raises_does_not_block(regression_evaluation):
+    # the config's list adds to the default one (WeakSegmentsPerformance), not replaces it
     verdict = verdict_from_result(
-        "model_evaluation",
-        regression_evaluation,
-        SuiteConfig(known_broken=["WeakSegmentsPerformance"]),
+        "model_evaluation", regression_evaluation, SuiteConfig(known_broken=["UnusedFeatures"])
     )
-    gates = by_check(verdict, "WeakSegmentsPerformance")
-    assert gates and all(g["result"] == "known_broken" and not g["blocking"] for g in gates)
-    assert "_DummyModel" in gates[0]["details"]
+    for check, says in (("WeakSegmentsPerformance", "_DummyModel"), ("UnusedFeatures", "broke")):
+        gates = by_check(verdict, check)
+        assert gates and all(g["result"] == "known_broken" and not g["blocking"] for g in gates)
+        assert says in gates[0]["details"]
     assert verdict["passed"] is True
 
 
 def test_a_check_that_raises_blocks_unless_listed_as_known_broken(regression_evaluation):
     # deepchecks' own passed() ignores checks that raised; mlcd's verdict must not
     verdict = verdict_from_result("model_evaluation", regression_evaluation, SuiteConfig())
-    gates = by_check(verdict, "WeakSegmentsPerformance")
+    gates = by_check(verdict, "UnusedFeatures")
     assert gates and all(g["result"] == "error" and g["blocking"] for g in gates)
     assert verdict["passed"] is False
-    assert all(name.startswith("WeakSegmentsPerformance") for name in verdict["blocking_failures"])
+    assert all(name.startswith("UnusedFeatures") for name in verdict["blocking_failures"])
+    weak = by_check(verdict, "WeakSegmentsPerformance")  # known broken by default
+    assert weak and all(g["result"] == "known_broken" for g in weak)
 
 
 def test_run_suite_gives_a_verdict_and_an_html_report_and_honours_skip():
@@ -301,12 +309,16 @@ def test_a_known_broken_advisory_check_is_not_run_and_does_not_block():
     train, test = split_frame()
     features = ["f1", "f2", "f3", "f4"]
     model = LogisticRegression().fit(train[features], train["target"])
-    cfg = make_cfg()  # model_evaluation.known_broken: [WeakSegmentsPerformance] by default
+    # model_evaluation.known_broken is [WeakSegmentsPerformance] by default, and a section
+    # that says something else (skip) keeps it
+    cfg = make_cfg(validation={"model_evaluation": {"skip": ["ModelInferenceTime"]}})
     verdict, _ = run_suite("model_evaluation", cfg, train, test, model)
     [gate] = by_check(verdict, "WeakSegmentsPerformance")
     assert (gate["result"], gate["blocking"]) == ("known_broken", False)
-    assert gate["details"] == "not run: listed under validation.model_evaluation.known_broken"
+    assert gate["details"] == "not run: by default in validation.model_evaluation.known_broken"
     assert not any("WeakSegments" in name for name in verdict["blocking_failures"])
+    [skipped] = by_check(verdict, "ModelInferenceTime")
+    assert skipped["result"] == "skipped"
 
 
 def test_a_known_broken_check_that_also_blocks_still_runs():
@@ -341,7 +353,6 @@ def leaky_split() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_sampling_once_keeps_the_blocking_verdicts_of_sampling_in_every_check():
     import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
-    from deepchecks.tabular import suites
 
     train, test = leaky_split()
     cfg = make_cfg(
@@ -350,8 +361,9 @@ def test_sampling_once_keeps_the_blocking_verdicts_of_sampling_in_every_check():
     )
     section = cfg.validation.train_test
     verdict, _ = run_suite("train_test", cfg, train, test)
-    # what deepchecks does on the whole frames: every check samples 500 rows itself
-    suite = suites.train_test_validation(random_state=3, n_samples=500)
+    # what deepchecks does on the whole frames: every check samples 500 rows itself (with
+    # mlcd's conditions: its ratios)
+    suite = _build_suite("train_test", section, cfg, len(train) + len(test), None)
     for index, check in list(suite.checks.items()):
         if type(check).__name__ not in DEFAULT_BLOCKING["train_test"]:
             suite.remove(index)
@@ -369,7 +381,6 @@ def test_sampling_once_keeps_the_blocking_verdicts_of_sampling_in_every_check():
 
 def test_sampling_once_keeps_the_blocking_verdicts_of_data_and_model_checks():
     import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
-    from deepchecks.tabular import suites
 
     x, y = make_classification(n_samples=2400, n_features=4, n_redundant=0, random_state=4)
     frame = pd.DataFrame(x, columns=["f1", "f2", "f3", "f4"])
@@ -385,13 +396,14 @@ def test_sampling_once_keeps_the_blocking_verdicts_of_data_and_model_checks():
         split={"seed": 5},
     )
     cases = {
-        "data_integrity": ((frame,), {}, suites.data_integrity),
-        "model_evaluation": ((train, test), {"model": model}, suites.model_evaluation),
+        "data_integrity": ((frame,), {}),
+        "model_evaluation": ((train, test), {"model": model}),
     }
     verdicts = {}
-    for suite_name, (frames, kwargs, factory) in cases.items():
+    for suite_name, (frames, kwargs) in cases.items():
         verdicts[suite_name], _ = run_suite(suite_name, cfg, *frames, **kwargs)
-        suite = factory(random_state=5, n_samples=400)
+        section = getattr(cfg.validation, suite_name)
+        suite = _build_suite(suite_name, section, cfg, 0, [0, 1])  # each check samples itself
         for index, check in list(suite.checks.items()):
             if type(check).__name__ not in DEFAULT_BLOCKING[suite_name]:
                 suite.remove(index)  # the advisory ones do not matter here, and take time

@@ -16,6 +16,7 @@ from mlcd.gates.rules import (
     champion_delta,
     champion_gate,
     champion_metric,
+    every_class_gates,
     release_verdict,
     select_candidate,
     threshold_gates,
@@ -58,5 +59,6 @@ __all__ = [
     "summarise",
     "threads_only",
     "threshold_gates",
+    "every_class_gates",
     "verdict_from_result",
 ]

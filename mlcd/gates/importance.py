@@ -20,16 +20,18 @@ PERMUTATION_REPEATS = 5
 
 
 def model_importance(
-    suite: Any, model: Any, frame: pd.DataFrame, cfg: PipelineConfig
+    suite: Any, model: Any, frame: pd.DataFrame, cfg: PipelineConfig, features: list[str]
 ) -> pd.Series | None:
-    """The feature importance to give deepchecks: the model's own, else (only when a check of
-    ``suite`` reads it) a permutation importance that is the same on every run."""
-    features = [c for c in frame.columns if c != cfg.target]
+    """The feature importance to give deepchecks, over the model's ``features``: the model's
+    own, else (only when a check of ``suite`` reads it) a permutation importance that is the same
+    on every run."""
     importance = feature_importance(model, features)
     if importance is None and any(
         type(check).__name__ in NEEDS_IMPORTANCE for check in suite.checks.values()
     ):
-        importance = permutation_importance(model, frame, cfg.target, cfg.split.seed)
+        importance = permutation_importance(
+            model, frame[[*features, cfg.target]], cfg.target, cfg.split.seed
+        )
     return importance
 
 
@@ -53,9 +55,16 @@ def one_native_thread() -> Any:
 
 
 def feature_importance(model: Any, features: list[str]) -> pd.Series | None:
-    """The model's own importances when it has them (saves deepchecks a permutation run)."""
+    """The model's own importances when it has them (saves deepchecks a permutation run); for a
+    Pipeline, its final estimator's, when each of its inputs is one of ``features``."""
     import numpy as np
 
+    from mlcd.columns import final_step, prepared_names
+
+    names = prepared_names(model)
+    if names is not None and sorted(names) != sorted(features):
+        return None  # one-hot or calendar columns: not one importance per feature
+    model = final_step(model)
     values = getattr(model, "feature_importances_", None)
     if values is None:
         coef = getattr(model, "coef_", None)
@@ -64,7 +73,7 @@ def feature_importance(model: Any, features: list[str]) -> pd.Series | None:
         values = np.abs(np.atleast_2d(coef)).mean(axis=0)
     if len(values) != len(features):
         return None
-    series = pd.Series(values, index=features, dtype=float)
+    series = pd.Series(values, index=names or features, dtype=float).reindex(features)
     total = series.sum()
     return series / total if total > 0 else None
 

@@ -42,6 +42,43 @@ def threshold_gates(metrics: dict[str, Any], gates: GatesConfig) -> list[dict[st
     return out
 
 
+def every_class_gates(metrics: dict[str, Any], gates: GatesConfig) -> list[dict[str, Any]]:
+    """A classifier must predict, at least once, each class that the test set holds
+    (``gates.every_class``); read from the confusion matrix, so nothing is predicted again."""
+    matrix = metrics.get("confusion_matrix")
+    if not gates.every_class or matrix is None:
+        return []
+    labels, rows = matrix["labels"], matrix["matrix"]
+    present = [label for label, row in zip(labels, rows, strict=True) if sum(row) > 0]
+    never = [
+        label
+        for i, label in enumerate(labels)
+        if label in present and sum(row[i] for row in rows) == 0
+    ]
+    counts = ", ".join(
+        f"{label!r}: {sum(row)} rows"
+        for label, row in zip(labels, rows, strict=True)
+        if label in never
+    )
+    return [
+        {
+            "kind": "every_class",
+            "name": "predicts every class of the test set",
+            "value": len(present) - len(never),
+            "result": "fail" if never else "pass",
+            "blocking": True,
+            "details": (
+                f"never predicts {', '.join(map(repr, never))}, present in the test set "
+                f"({counts}); "
+                "a model for a rare class needs class weights (class_weight: balanced) or more "
+                "data; gates.every_class: false turns this gate off"
+                if never
+                else f"predicts all {len(present)} classes of the test set"
+            ),
+        }
+    ]
+
+
 def champion_metric(cfg: PipelineConfig) -> ChampionConfig:
     return cfg.gates.champion or ChampionConfig(metric=PRIMARY_METRIC[cfg.task], tolerance=0.0)
 

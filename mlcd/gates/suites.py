@@ -14,15 +14,22 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
 
+from mlcd import columns, metrics
 from mlcd.catalogue import SIZE_ONLY_CHECKS, SUITE_CHECKS
 from mlcd.config import PipelineConfig, SuiteConfig
 from mlcd.gates.importance import model_importance, one_native_thread, threads_only
-from mlcd.gates.verdicts import not_run, not_run_gates, summarise, verdict_from_result
+from mlcd.gates.verdicts import (
+    max_ratios,
+    not_run,
+    not_run_gates,
+    summarise,
+    verdict_from_result,
+)
 
 
 def _label_type(cfg: PipelineConfig, y: pd.Series) -> str:
@@ -31,22 +38,85 @@ def _label_type(cfg: PipelineConfig, y: pd.Series) -> str:
     return "binary" if y.nunique() <= 2 else "multiclass"
 
 
-def dataset(frame: pd.DataFrame, cfg: PipelineConfig, label_type: str) -> Any:
+def dataset(
+    frame: pd.DataFrame,
+    cfg: PipelineConfig,
+    label_type: str,
+    roles: Mapping[str, Mapping[str, str]] | None = None,
+) -> Any:
+    """A deepchecks Dataset of a pipeline frame, told the column roles: the model's features
+    (all but the date deepchecks gets as ``datetime_name``), the categoricals, the first id
+    column as the index and the split's date column as the datetime."""
     import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     from deepchecks.tabular import Dataset
 
-    features = [c for c in frame.columns if c != cfg.target]
-    cat = [
-        c
-        for c in features
-        if isinstance(frame[c].dtype, pd.CategoricalDtype)
-        or pd.api.types.is_object_dtype(frame[c])
-        or pd.api.types.is_bool_dtype(frame[c])
-    ]
-    return Dataset(frame, label=cfg.target, cat_features=cat, label_type=label_type)
+    roles = roles if roles is not None else columns.infer_roles(frame, cfg.target, cfg.columns)
+    ids = [c for c in columns.of_role(roles, "id") if c in frame.columns]
+    when = date_column(cfg, roles)
+    when = when if when in frame.columns else None
+    features = [c for c in columns.features(roles) if c != when and c in frame.columns]
+    cat = [c for c in columns.of_role(roles, "categorical", "boolean") if c in features]
+    kept = [*features, *ids[:1], *([when] if when else []), cfg.target]
+    return Dataset(
+        frame[kept],
+        label=cfg.target,
+        features=features,
+        cat_features=cat,
+        label_type=label_type,
+        index_name=ids[0] if ids else None,
+        datetime_name=when,
+        set_index_from_dataframe_index=False,
+        set_datetime_from_dataframe_index=False,
+    )
 
 
-def _build_suite(name: str, section: SuiteConfig, seed: int, rows: int) -> Any:
+def date_column(cfg: PipelineConfig, roles: Mapping[str, Mapping[str, str]]) -> str | None:
+    """The datetime column deepchecks' date checks read: the split's (``split.time_column``, else
+    the first datetime column)."""
+    dates = columns.of_role(roles, "datetime")
+    if cfg.split.time_column is not None:
+        return cfg.split.time_column
+    return dates[0] if dates else None
+
+
+class WithWithheld:
+    """The model as deepchecks calls it: deepchecks passes only its feature columns, so the
+    date it holds as ``datetime_name`` is added back, by row, from the frames it came from."""
+
+    def __init__(self, model: Any, withheld: pd.DataFrame, features: list[str]) -> None:
+        self.model = model
+        self.withheld = withheld
+        self.features = features
+        self.classes_ = getattr(model, "classes_", None)
+        if hasattr(model, "predict_proba"):
+            self.predict_proba = self._predict_proba
+
+    def _full(self, x: pd.DataFrame) -> pd.DataFrame:
+        return x.join(self.withheld.loc[x.index])[self.features]
+
+    def predict(self, x: pd.DataFrame) -> Any:
+        return self.model.predict(self._full(x))
+
+    def _predict_proba(self, x: pd.DataFrame) -> Any:
+        return self.model.predict_proba(self._full(x))
+
+
+def _for_deepchecks(
+    model: Any, cfg: PipelineConfig, roles: Mapping[str, Mapping[str, str]], *frames: Any
+) -> Any:
+    when = date_column(cfg, roles)
+    features = columns.features(roles)
+    if model is None or when is None or when not in features:
+        return model
+    withheld = pd.concat([f[[when]] for f in frames if f is not None])
+    return WithWithheld(model, withheld, features)
+
+
+def _build_suite(
+    name: str, section: SuiteConfig, cfg: PipelineConfig, rows: int, classes: list[Any] | None
+) -> Any:
+    """The default deepchecks suite without the checks that do not run, its ratio-judged checks
+    at mlcd's ratios and its baseline comparison on the selection metric."""
     import mlcd.gates.compat  # noqa: F401, I001  (first: mends deepchecks for the current stack)
     import deepchecks
     from deepchecks.tabular import suites
@@ -57,13 +127,35 @@ def _build_suite(name: str, section: SuiteConfig, seed: int, rows: int) -> Any:
         "train_test": suites.train_test_validation,
         "model_evaluation": suites.model_evaluation,
     }[name]
+    seed = cfg.split.seed
     kwargs: dict[str, Any] = {"random_state": seed}
     if section.n_samples is not None:
         kwargs["n_samples"] = section.n_samples
     suite = factory(**kwargs)
     for index, check in list(suite.checks.items()):
-        if not_run(name, type(check).__name__, section, rows) is not None:
+        check_name = type(check).__name__
+        if not_run(name, check_name, section, rows) is not None:
             suite.remove(index)
+        elif check_name in max_ratios(name, section):
+            check.clean_conditions()
+            ratio = max_ratios(name, section)[check_name]
+            if check_name == "ConflictingLabels":
+                check.add_condition_ratio_of_conflicting_labels_less_or_equal(max_ratio=ratio)
+            else:
+                check.add_condition_duplicates_ratio_less_or_equal(max_ratio=ratio)
+        elif check_name == "SimpleModelComparison":
+            from deepchecks.tabular.checks import SimpleModelComparison
+
+            metric = cfg.selection_metric()
+            scorer = metrics.scorer(
+                cfg.task, metric, classes, cfg.evaluation.average, cfg.evaluation.positive_label
+            )
+            suite.remove(index)
+            suite.add(
+                SimpleModelComparison(
+                    scorers={metric: scorer}, **kwargs
+                ).add_condition_gain_greater_than()
+            )
     return suite
 
 
@@ -82,6 +174,7 @@ def run_suite(
     train: pd.DataFrame,
     test: pd.DataFrame | None = None,
     model: Any = None,
+    roles: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[dict[str, Any], bytes]:
     """Run one deepchecks suite; return its verdict and its HTML report.
 
@@ -110,7 +203,10 @@ def run_suite(
         from deepchecks.core.suite import SuiteResult
 
         label_type = _label_type(cfg, train[cfg.target])
-        suite = _build_suite(suite_name, section, cfg.split.seed, rows)
+        if roles is None:
+            roles = columns.infer_roles(train, cfg.target, cfg.columns)
+        classes = list(getattr(model, "classes_", [])) or None
+        suite = _build_suite(suite_name, section, cfg, rows, classes)
         results = []
         for checks, rows_train, rows_test, with_model in _runs(
             suite, section.n_samples, cfg, train, test, model
@@ -118,15 +214,21 @@ def run_suite(
             if not checks.checks:
                 continue
             kwargs: dict[str, Any] = {"with_display": False}
+            train_ds = dataset(rows_train, cfg, label_type, roles)
+            test_ds = dataset(rows_test, cfg, label_type, roles) if rows_test is not None else None
             if with_model is not None:
-                kwargs["model"] = with_model
+                kwargs["model"] = _for_deepchecks(with_model, cfg, roles, rows_train, rows_test)
                 importance = model_importance(
-                    checks, with_model, rows_test if rows_test is not None else rows_train, cfg
+                    checks,
+                    with_model,
+                    rows_test if rows_test is not None else rows_train,
+                    cfg,
+                    columns.features(roles),
                 )
-                if importance is not None:
-                    kwargs["feature_importance"] = importance
-            train_ds = dataset(rows_train, cfg, label_type)
-            test_ds = dataset(rows_test, cfg, label_type) if rows_test is not None else None
+                if importance is not None:  # over deepchecks' features: not its datetime
+                    shown = importance.reindex(train_ds.features).fillna(0.0)
+                    if shown.sum() > 0:
+                        kwargs["feature_importance"] = shown / shown.sum()
             results.extend(checks.run(train_ds, test_ds, **kwargs).results)
         order = {name: i for i, name in enumerate(SUITE_CHECKS[suite_name])}
         results.sort(key=lambda res: order[type(res.check).__name__])  # stable: train, then test

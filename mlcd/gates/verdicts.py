@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlcd.catalogue import COSTLY_CHECKS, DEFAULT_BLOCKING, SUITE_CHECKS
+from mlcd.catalogue import (
+    COSTLY_CHECKS,
+    DEFAULT_BLOCKING,
+    DEFAULT_KNOWN_BROKEN,
+    DEFAULT_MAX_RATIO,
+    SUITE_CHECKS,
+)
 from mlcd.config import SuiteConfig
 
 
@@ -36,6 +42,16 @@ def blocking_checks(suite_name: str, section: SuiteConfig) -> frozenset[str]:
     )
 
 
+def known_broken(suite_name: str, section: SuiteConfig) -> frozenset[str]:
+    """The suite's default known-broken checks and the config's own."""
+    return frozenset(DEFAULT_KNOWN_BROKEN[suite_name]) | frozenset(section.known_broken)
+
+
+def max_ratios(suite_name: str, section: SuiteConfig) -> dict[str, float]:
+    """The largest passing ratio of each ratio-judged check: defaults, then the config's."""
+    return {**DEFAULT_MAX_RATIO[suite_name], **section.max_ratio}
+
+
 def not_run(
     suite_name: str, check: str, section: SuiteConfig, rows: int | None
 ) -> tuple[str, str] | None:
@@ -46,8 +62,9 @@ def not_run(
         return "skipped", f"skipped by {where}.skip"
     if check in blocking_checks(suite_name, section):
         return None
-    if check in section.known_broken:
-        return "known_broken", f"not run: listed under {where}.known_broken"
+    if check in known_broken(suite_name, section):
+        listed = "listed under" if check in section.known_broken else "by default in"
+        return "known_broken", f"not run: {listed} {where}.known_broken"
     limit = section.costly_checks_max_rows
     if check in COSTLY_CHECKS[suite_name] and limit is not None and (rows or 0) > limit:
         return "skipped", (
@@ -66,7 +83,7 @@ def verdict_from_result(
     from deepchecks.core.check_result import CheckFailure, CheckResult
 
     blocking = blocking_checks(suite_name, section)
-    known_broken = set(section.known_broken)
+    broken = known_broken(suite_name, section)
     gates: list[dict[str, Any]] = []
     for res in result.results:
         check = type(res.check).__name__
@@ -74,7 +91,7 @@ def verdict_from_result(
         if isinstance(res, CheckFailure):
             if _not_applicable(res.exception):
                 outcome, is_blocking = "skipped", False
-            elif check in known_broken:
+            elif check in broken:
                 outcome, is_blocking = "known_broken", False
             else:
                 outcome, is_blocking = "error", True
