@@ -33,9 +33,15 @@ class FaultyProxy:
         faults: tuple[str, ...] = FAULTS,
         seed: int = 0,
         delay: float = 0.5,
+        quirk: str | None = None,
     ) -> None:
+        """``quirk`` makes it behave as a store unlike AWS: "ignores-conditions" (s3rver: the
+        If-None-Match and If-Match headers of a PUT are dropped), "unquoted-if-match" (Ceph RGW
+        16: If-Match with a quoted ETag is answered 412, an unquoted one is taken)."""
+        assert quirk in (None, "ignores-conditions", "unquoted-if-match")
         self.upstream = urlsplit(upstream)
-        self.rate, self.faults, self.delay = rate, faults, delay
+        self.rate, self.faults, self.delay, self.quirk = rate, faults, delay, quirk
+        self.requests: Counter[str] = Counter()
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.injected: Counter[str] = Counter()
@@ -70,6 +76,10 @@ class FaultyProxy:
                     return
                 if fault == "delay":
                     time.sleep(proxy.delay)
+                with proxy.lock:
+                    proxy.requests[self.command] += 1
+                if proxy._quirk(self):
+                    return
                 proxy._forward(self, body)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
@@ -91,6 +101,32 @@ class FaultyProxy:
             fault = self.random.choice(self.faults)
             self.injected[fault] += 1
             return fault
+
+    def _quirk(self, handler: BaseHTTPRequestHandler) -> bool:
+        """Rewrite the request as the emulated store reads it; True when answered here."""
+        if handler.command not in ("PUT", "DELETE"):
+            return False
+        if self.quirk == "ignores-conditions":
+            for name in ("If-None-Match", "If-Match"):
+                del handler.headers[name]
+        if self.quirk == "unquoted-if-match":
+            etag = handler.headers.get("If-Match")
+            if etag is not None and etag.startswith('"'):
+                payload = (
+                    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed'
+                    b"</Code><Message>At least one of the pre-conditions you specified did not "
+                    b"hold</Message></Error>"
+                )
+                handler.send_response(412)
+                handler.send_header("Content-Type", "application/xml")
+                handler.send_header("Content-Length", str(len(payload)))
+                handler.end_headers()
+                handler.wfile.write(payload)
+                return True
+            if etag is not None:  # the upstream (moto) compares the quoted form
+                del handler.headers["If-Match"]
+                handler.headers["If-Match"] = f'"{etag}"'
+        return False
 
     def _forward(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         conn = http.client.HTTPConnection(self.upstream.hostname, self.upstream.port, timeout=60)

@@ -96,6 +96,8 @@ def run(
     from mlcd.config import load_config
 
     cfg = load_config(config)  # a bad config ends here, before luigi is imported
+    for location in (cfg.workspace, cfg.publish):  # an S3 store that would race ends here too
+        storage.check_conditional_writes(location)
     import tasks
 
     _hide_known_errors()

@@ -9,7 +9,7 @@ from mlcd import storage
 from mlcd.registry.layout import EXAMPLE_FILE, MODEL_FILE, SCHEMA_FILE
 from mlcd.registry.production import ever_promoted
 from mlcd.registry.promote import set_production
-from mlcd.registry.versions import input_example, publish_version
+from mlcd.registry.versions import input_example, publish_version, read_manifest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,6 +71,8 @@ def release(
     A version another publisher wrote first is promoted by whichever run gets there if it never
     was; one that was promoted and later rolled back is not promoted again by a rerun."""
     created = publish_version(publish, name, version, files, manifest)
+    if not created:  # another publisher's: promoted only when whole and of this version
+        read_manifest(publish, name, version)
     promote = created or not ever_promoted(publish, name, version)
     if promote:
         set_production(publish, name, version, actor="run", reason=reason, extra=extra)

@@ -41,6 +41,11 @@ def read_manifest(publish: str, name: str, version: str) -> dict[str, Any]:
             f"the manifest {path!r} is corrupted (not a JSON object); the version cannot be "
             "trusted: restore its folder or publish a new version"
         )
+    if manifest.get("version", version) != version:
+        raise StorageError(
+            f"the manifest {path!r} names version {manifest.get('version')!r}, not {version!r}; "
+            "the folder was copied or damaged: restore it or publish a new version"
+        )
     return manifest
 
 
@@ -222,7 +227,24 @@ def publish_version(
     payload = dict(files)
     payload[MANIFEST_FILE] = storage.dumps_json(manifest)
     with locked(publish, name, f"publish {version}", RUN_LOCK_WAIT):
-        return storage.publish_dir(version_dir(publish, name, version), payload, MANIFEST_FILE)
+        return storage.publish_dir(
+            version_dir(publish, name, version),
+            payload,
+            MANIFEST_FILE,
+            complete=lambda data: manifest_names(data, version),
+        )
+
+
+def manifest_names(data: bytes, version: str) -> bool:
+    """Whether ``data`` is a whole version manifest, of ``version``: a version is complete only
+    then (a killed writer on a store that is not atomic per object leaves a truncated one)."""
+    import json
+
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(manifest, dict) and manifest.get("version", version) == version
 
 
 def input_example(frame: pd.DataFrame, features: list[str], rows: int = 5) -> bytes:

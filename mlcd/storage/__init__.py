@@ -18,6 +18,7 @@ from mlcd.storage.publish import (
 from mlcd.storage.seam import (
     ObjectTarget,
     append_line,
+    check_conditional_writes,
     check_local,
     check_location,
     delete,
@@ -44,6 +45,7 @@ __all__ = [
     "S3_LOCK_LEASE",
     "append_line",
     "check_local",
+    "check_conditional_writes",
     "check_location",
     "delete",
     "describe",

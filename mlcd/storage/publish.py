@@ -5,15 +5,20 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from mlcd.errors import StorageError
 from mlcd.storage import seam
 from mlcd.storage.s3 import Conflict
-from mlcd.storage.seam import check_local, exists, is_s3, join
+from mlcd.storage.seam import check_local, is_s3, join
 
 
-def publish_dir(dest: str, files: Mapping[str, bytes], marker: str) -> bool:
+def publish_dir(
+    dest: str,
+    files: Mapping[str, bytes],
+    marker: str,
+    complete: Callable[[bytes], bool] | None = None,
+) -> bool:
     """Write ``files`` (relative name -> bytes) as the folder ``dest``, all or nothing.
 
     A reader sees either no folder or a complete one; ``marker`` (one of ``files``) is what says
@@ -23,19 +28,26 @@ def publish_dir(dest: str, files: Mapping[str, bytes], marker: str) -> bool:
     Local: the folder is staged under a hidden name beside ``dest`` and renamed into place.
     S3 has no rename (and a copy and delete is not atomic): every file but the marker is written
     first, then the marker with a conditional PUT, so a killed publisher leaves a folder
-    without a marker, which counts as absent and is overwritten by the next publisher.
+    without a marker, which counts as absent and is overwritten by the next publisher. A store
+    that is not atomic per object (s3rver) can leave a truncated marker when its writer is
+    killed: a marker for which ``complete(bytes)`` is False counts as absent too, and is
+    replaced with a conditional PUT on its ETag.
     """
     if marker not in files:
         raise ValueError(f"the marker {marker!r} is not among the files")
     if is_s3(dest):
         marker_path = join(dest, marker)
-        if exists(marker_path):
+        found = seam.fetch(marker_path)
+        if found is not None and (complete is None or complete(found[0])):
             return False
         for rel, data in sorted(files.items()):
             if rel != marker:
                 seam.write_bytes(join(dest, rel), data)
         try:
-            seam.write_bytes(marker_path, files[marker], if_absent=True)
+            if found is None:
+                seam.write_bytes(marker_path, files[marker], if_absent=True)
+            else:
+                seam.write_bytes(marker_path, files[marker], if_tag=found[1])
         except Conflict:
             return False
         return True

@@ -32,6 +32,11 @@ class Conflict(StorageError):
     """A conditional write lost: the object changed (or appeared) since it was read."""
 
 
+class NoConditionalWrites(StorageError):
+    """The store does not honour If-None-Match / If-Match on PUT, so mlcd's locks, promotions
+    and log appends would race silently there."""
+
+
 @dataclass(frozen=True)
 class Location:
     bucket: str
@@ -320,6 +325,86 @@ def read_range(uri: str, start: int, end: int) -> bytes:
     return data
 
 
+# --- conditional writes ------------------------------------------------------------------------
+
+# Per (endpoint, bucket): how the store takes If-Match, "quoted" (the ETag as S3 returns it) or
+# "unquoted" (Ceph RGW 16 answers 412 to the quoted form of an ETag that matches), or why it
+# cannot be used (it ignores conditions). Probed once per process.
+_conditional: dict[tuple[str | None, str], str] = {}
+_STALE_ETAG = '"00000000000000000000000000000000"'
+
+
+def _wins(s3: Any, loc: Location, what: str, **kwargs: Any) -> bool:
+    """Whether a conditional PUT was applied (False: the store refused it with 412/409)."""
+    try:
+        s3.put_object(Bucket=loc.bucket, Key=loc.key, **kwargs)
+        return True
+    except Exception as exc:
+        failed = _fail(exc, what, loc)
+        if isinstance(failed, Conflict) or "ConditionalRequestConflict" in str(failed):
+            return False
+        raise failed from None
+
+
+def conditional_mode(uri: str) -> str:
+    """Check, once per bucket and process, that the store honours conditional PUTs, with five
+    PUTs and a DELETE of a probe object beside ``uri``: If-None-Match must refuse to replace an
+    object, If-Match must refuse a stale ETag and take the current one. NoConditionalWrites
+    otherwise, naming the store and what it ignored."""
+    loc = parse(uri)
+    s3, conf = client()
+    key = (conf.endpoint_url, loc.bucket)
+    if key in _conditional:
+        if _conditional[key] not in ("quoted", "unquoted"):
+            raise NoConditionalWrites(_conditional[key])  # the verdict of the first probe
+        return _conditional[key]
+    import uuid
+
+    folder = loc.key.rsplit("/", 1)[0] if "/" in loc.key else ""
+    probe = Location(loc.bucket, f"{folder}/.mlcd-probe-{uuid.uuid4().hex}".lstrip("/"))
+    what = f"cannot check conditional writes at {probe}"
+
+    def refuse(ignored: str) -> NoConditionalWrites:
+        _conditional[key] = (
+            f"the S3 store at {conf.endpoint()} ignores conditional writes in bucket "
+            f"{loc.bucket!r} ({ignored}): two mlcd processes writing at once could overwrite "
+            "each other's lock, promotion or version without an error, so mlcd refuses to use "
+            "it for a workspace or registry. Use a store that honours If-None-Match and "
+            "If-Match on PUT (AWS S3, MinIO, Ceph RGW), or a local or NFS path"
+        )
+        return NoConditionalWrites(_conditional[key])
+
+    try:
+        # (a retried PUT whose first attempt was applied is refused with 412: not a verdict)
+        _wins(s3, probe, what, Body=b"1", IfNoneMatch="*")
+        if _wins(s3, probe, what, Body=b"2", IfNoneMatch="*"):
+            raise refuse("a PUT with If-None-Match: * replaced an existing object")
+        if _wins(s3, probe, what, Body=b"3", IfMatch=_STALE_ETAG):
+            raise refuse("a PUT with If-Match and a stale ETag was applied")
+        mode = None
+        for _ in range(3):  # the ETag read again each time: a retried PUT may have changed it
+            etag = str((head(str(probe)) or {}).get("ETag") or "")
+            if _wins(s3, probe, what, Body=b"4", IfMatch=etag):
+                mode = "quoted"
+            elif _wins(s3, probe, what, Body=b"5", IfMatch=etag.strip('"')):
+                mode = "unquoted"
+            if mode is not None:
+                break
+        if mode is None:
+            raise refuse("a PUT with If-Match and the object's own ETag was refused")
+    finally:
+        try:
+            s3.delete_object(Bucket=probe.bucket, Key=probe.key)
+        except Exception:
+            pass  # a leftover probe object is harmless
+    _conditional[key] = mode
+    return mode
+
+
+def _if_match(uri: str, etag: str) -> str:
+    return etag.strip('"') if conditional_mode(uri) == "unquoted" else etag
+
+
 def put(uri: str, data: bytes, *, if_absent: bool = False, if_etag: str | None = None) -> str:
     """Store ``data`` as the object: whole or not at all; its new ETag.
 
@@ -343,10 +428,12 @@ def put(uri: str, data: bytes, *, if_absent: bool = False, if_etag: str | None =
         meta = head(uri)
         return str(meta["ETag"]) if meta else ""
     kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key, "Body": data}
+    if if_absent or if_etag:
+        conditional_mode(uri)  # refuses a store that would ignore the condition
     if if_absent:
         kwargs["IfNoneMatch"] = "*"
     if if_etag:
-        kwargs["IfMatch"] = if_etag
+        kwargs["IfMatch"] = _if_match(uri, if_etag)
     answer = _call("put_object", what, loc, **kwargs)
     return str(answer.get("ETag", ""))
 
@@ -355,7 +442,7 @@ def delete(uri: str, *, if_etag: str | None = None) -> None:
     loc = parse(uri)
     kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Key": loc.key}
     if if_etag:
-        kwargs["IfMatch"] = if_etag
+        kwargs["IfMatch"] = _if_match(uri, if_etag)
     s3, _ = client()
     try:
         s3.delete_object(**kwargs)

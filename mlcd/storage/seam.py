@@ -163,6 +163,13 @@ def open_read(path: str, *, seekable: bool = False) -> IO[bytes]:
     return open(check_local(path), "rb")
 
 
+def check_conditional_writes(path: str) -> None:
+    """On S3, StorageError unless the store under ``path`` honours conditional writes, which
+    mlcd's locks, promotions and logs rely on (probed once per bucket; local disk: nothing)."""
+    if is_s3(path):
+        s3.conditional_mode(path)
+
+
 def write_bytes(
     path: str, data: bytes, *, if_absent: bool = False, if_tag: str | None = None
 ) -> str:
