@@ -34,11 +34,16 @@ class FaultyProxy:
         seed: int = 0,
         delay: float = 0.5,
         quirk: str | None = None,
+        stop_after: int | None = None,
+        stop_on: tuple[str, str] | None = None,
     ) -> None:
         """``quirk`` makes it behave as a store unlike AWS: "ignores-conditions" (s3rver: the
         If-None-Match and If-Match headers of a PUT are dropped), "unquoted-if-match" (Ceph RGW
         16: If-Match with a quoted ETag is answered 412, an unquoted one is taken)."""
         assert quirk in (None, "ignores-conditions", "unquoted-if-match")
+        # ``stop_after``: after that many requests the store is stopped (connections dropped);
+        # ``stop_on`` (method, path part): it stops at the first such request
+        self.stop_after, self.stop_on = stop_after, stop_on
         self.upstream = urlsplit(upstream)
         self.rate, self.faults, self.delay, self.quirk = rate, faults, delay, quirk
         self.requests: Counter[str] = Counter()
@@ -58,7 +63,14 @@ class FaultyProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 fault = proxy._draw()
-                if fault == "drop":
+                with proxy.lock:
+                    if proxy.stop_on and self.command == proxy.stop_on[0]:
+                        if proxy.stop_on[1] in self.path:
+                            proxy.stop_after = 0
+                    stopped = proxy.stop_after is not None and proxy.stop_after <= 0
+                    if proxy.stop_after is not None:
+                        proxy.stop_after -= 1
+                if stopped or fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return

@@ -155,3 +155,48 @@ def test_a_damaged_local_manifest_is_never_promoted_either(tmp_path: Path):
     (tmp_path / NAME / "versions" / "v1" / "manifest.json").write_bytes(b"{")
     with pytest.raises(StorageError, match="not valid JSON"):
         registry.check_promotable(str(tmp_path), NAME, "v1", force=True)
+
+
+def test_a_store_stopped_mid_run_is_reported_by_the_write_that_failed(s3_endpoint, tmp_path):
+    """The store goes away at ValidateSplit's first write: the run's one error line names that
+    write and the task, not a later read of some task's seal by the summary."""
+    bucket = s3_endpoint.bucket()
+    off = {"enabled": False}
+    config = write_config(
+        tmp_path,
+        workspace=f"s3://{bucket}/workspace",
+        publish=f"s3://{bucket}/registry",
+        validation={"data_integrity": off, "train_test": off, "model_evaluation": off},
+    )
+    with FaultyProxy(s3_endpoint.url, rate=0.0, stop_on=("PUT", "/validate_split/")) as proxy:
+        result = subprocess.run(
+            [MLCD, "run", "--config", str(config), "--date", "2026-01-15"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**_env(), "AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "2"},
+        )
+    assert result.returncode == 7, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlcd: storage error: ValidateSplit: cannot write s3://"), last
+    assert "/validate_split/" in last and "Traceback" not in result.stderr
+    assert not [k for k in s3_endpoint.objects(bucket) if k.startswith("registry/")]
+
+
+def test_a_frozen_store_is_named_with_the_request_waited_for(s3_endpoint, monkeypatch, capfd):
+    """A store that stops answering (each request held 3 s): a line says what mlcd waits for,
+    at MLCD_S3_WAIT_NOTICE seconds, instead of silence until the timeouts and retries end."""
+    bucket = s3_endpoint.bucket()
+    monkeypatch.setenv("MLCD_S3_WAIT_NOTICE", "1")
+    monkeypatch.setattr(s3, "_waiting", s3._Waiting())
+    with FaultyProxy(s3_endpoint.url, rate=1.0, faults=("delay",), delay=3.0) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        monkeypatch.setattr(s3, "_client", None)
+        storage.write_bytes(f"s3://{bucket}/slow/answer", b"eventually")
+        err = capfd.readouterr().err
+        proxy.rate = 0.0
+        assert storage.read_bytes(f"s3://{bucket}/slow/answer") == b"eventually"
+    expected = f"mlcd: waiting for the S3 store at {proxy.url}: PUT {proxy.url}/{bucket}/slow/"
+    assert expected in err, err
+    assert "has had no answer for" in err and "read_timeout 60 s" in err

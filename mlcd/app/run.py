@@ -255,6 +255,35 @@ def run_error(report: dict[str, Any], failures: list[dict[str, Any]]) -> MlcdErr
     )
 
 
+def _bare_report(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of a failed run whose outputs cannot be read back: what Luigi says, no more."""
+    from luigi.execution_summary import _summary_dict
+
+    from mlcd.app.report import _families
+
+    summary = _summary_dict(result.worker)
+    cfg = root.requires().cfg
+    return {
+        "model": cfg.name,
+        "date": root.date.isoformat(),
+        "status": result.status.name,
+        "ok": False,
+        "ran": _families(summary["completed"]),
+        "run_by_other_workers": [],
+        "already_complete": _families(summary["already_done"]),
+        "failed": _families(summary["failed"]),
+        "not_run": _families(summary["upstream_failure"] | summary["not_run"]),
+        "failures": failures,
+        "roles": None,
+        "metrics": None,
+        "gates": {},
+        "candidates": {},
+        "selected": None,
+        "published": None,
+        "production": None,
+    }
+
+
 def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> dict[str, Any]:
     """Build ``root``, record the run and return its report; when it did not complete, raise
     the error of the first task that failed (or PipelineFailed) with the report attached."""
@@ -264,7 +293,14 @@ def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> d
     run_id = lineage.new_run_id()
     started_at = dt.datetime.now(dt.UTC)
     result, failures = execute(root, workers=workers, scheduler=scheduler, run_id=run_id)
-    report = collect(root, result, failures)
+    try:
+        report = collect(root, result, failures)
+    except MlcdError:
+        if not failures:
+            raise
+        # The summary reads every task's outputs again; when the store went away mid-run that
+        # fails too, and would hide what failed first: the task's own error is the run's.
+        report = _bare_report(root, result, failures)
     error = run_error(report, failures)
     code = 0 if error is None else error.exit_code
     report["run_id"] = run_id

@@ -24,6 +24,7 @@ from mlcd.errors import ConfigError, StorageError
 # Over this size an object is uploaded in parts; it still appears only when the upload completes.
 MULTIPART_THRESHOLD = 8 * 1024 * 1024
 TRACE_ENV = "MLCD_S3_TRACE"
+WAIT_NOTICE_ENV = "MLCD_S3_WAIT_NOTICE"  # seconds without an answer before mlcd says so
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -166,9 +167,66 @@ def client() -> tuple[Any, Settings]:
             )
             if os.environ.get(TRACE_ENV):
                 made.meta.events.register("before-send.s3", _trace)
+            made.meta.events.register("before-send.s3", _waiting.started)
+            made.meta.events.register("needs-retry.s3", _waiting.ended)
+            _waiting.watch(conf)
             _client = (os.getpid(), made, conf)
             _buckets_seen.clear()
         return _client[1], _client[2]
+
+
+class _Waiting:
+    """Says what is being waited for when the store does not answer: a request in flight for
+    longer than WAIT_NOTICE_ENV seconds (default 10) gets a line on stderr, and another each
+    time as long again passes, instead of minutes of silence while timeouts and retries run."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.inflight: dict[int, tuple[float, str, int]] = {}  # thread -> start, request, notes
+        self.pid: int | None = None
+
+    def started(self, request: Any, **_: Any) -> None:
+        import time
+
+        url = str(request.url).split("?", 1)[0]
+        with self.lock:
+            self.inflight[threading.get_ident()] = (time.monotonic(), f"{request.method} {url}", 0)
+
+    def ended(self, **_: Any) -> None:
+        with self.lock:
+            self.inflight.pop(threading.get_ident(), None)
+
+    def watch(self, conf: Settings) -> None:
+        if self.pid == os.getpid():
+            return
+        self.pid = os.getpid()
+        self.inflight.clear()
+        every = float(os.environ.get(WAIT_NOTICE_ENV) or 10)
+        threading.Thread(target=self._loop, args=(conf, every), daemon=True).start()
+
+    def _loop(self, conf: Settings, every: float) -> None:
+        import time
+
+        while True:
+            time.sleep(min(1.0, every / 4))
+            now = time.monotonic()
+            with self.lock:
+                due = []
+                for thread, (since, what, notes) in self.inflight.items():
+                    if now - since >= every * (notes + 1):
+                        self.inflight[thread] = (since, what, notes + 1)
+                        due.append((now - since, what))
+            for seconds, what in due:
+                print(
+                    f"mlcd: waiting for the S3 store at {conf.endpoint()}: {what} has had no "
+                    f"answer for {seconds:.0f} s (read_timeout {conf.read_timeout:g} s, up to "
+                    f"{conf.max_attempts} attempts; luigi.cfg [s3] sets them)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+_waiting = _Waiting()
 
 
 def _trace(request: Any, **_: Any) -> None:
