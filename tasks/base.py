@@ -85,9 +85,33 @@ class PipelineTask(luigi.Task):
 
     def run(self) -> None:
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._result = "done"
         with _cpu_share():
             self.produce()
         self._seal()
+        self.progress(100, self._result)  # what it found, not the last step's text
+
+    def result(self, message: str) -> None:
+        """The finished task's status in the Luigi web UI: its result (metrics, a verdict,
+        the version published), set once its outputs are sealed."""
+        self._result = message
+
+    def on_failure(self, exception: BaseException) -> str:
+        """What the Luigi web UI shows of a failure: mlcd's own errors as their one line, the
+        problem first (a gate's name, a column), not at the end of a traceback."""
+        if isinstance(exception, MlcdError):
+            return f"{exception.kind}: {exception}"
+        return str(super().on_failure(exception))
+
+    def check_progress(self, low: int, high: int, suite: str) -> Any:
+        """A ``progress`` callback for ``gates.run_suite``: each check, between ``low`` and
+        ``high`` percent."""
+
+        def report(done: int, total: int, check: str) -> None:
+            percent = low + (high - low) * done // max(total, 1)
+            self.progress(percent, f"deepchecks {suite}: check {done + 1} of {total}: {check}")
+
+        return report
 
     def produce(self) -> None:
         """The task's work: read the inputs, call mlcd, write every output with ``write``."""

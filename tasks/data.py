@@ -104,7 +104,7 @@ class ExtractData(PipelineTask):
                 "features": columns.features(roles),
             },
         )
-        self.set_status_message(
+        self.result(
             f"{len(snap)} rows"
             + (f" ({dropped} without a target dropped)" if dropped else "")
             + "\n"
@@ -130,9 +130,16 @@ class ValidateData(PipelineTask):
         self.progress(5, "running deepchecks data_integrity")
         extract = self.requires()
         snap = extract.snapshot()
-        verdict, html = gates.run_suite("data_integrity", self.cfg, snap, roles=extract.roles())
+        verdict, html = gates.run_suite(
+            "data_integrity",
+            self.cfg,
+            snap,
+            roles=extract.roles(),
+            progress=self.check_progress(5, 95, "data_integrity"),
+        )
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
+        self.result(gates.headline(verdict))
 
 
 class SplitData(PipelineTask):
@@ -172,6 +179,11 @@ class SplitData(PipelineTask):
                 "by_time": data.split_column(self.cfg, roles),
             },
         )
+        by_time = data.split_column(self.cfg, roles)
+        self.result(
+            f"train {len(train)} rows, test {len(test)} rows"
+            + (f" (the newest by {by_time})" if by_time else " (at random)")
+        )
 
 
 class ValidateSplit(PipelineTask):
@@ -193,6 +205,14 @@ class ValidateSplit(PipelineTask):
         train = data.read_parquet(self.input()["train.parquet"].path)
         test = data.read_parquet(self.input()["test.parquet"].path)
         roles = ExtractData(config_path=self.config_path, date=self.date).roles()
-        verdict, html = gates.run_suite("train_test", self.cfg, train, test, roles=roles)
+        verdict, html = gates.run_suite(
+            "train_test",
+            self.cfg,
+            train,
+            test,
+            roles=roles,
+            progress=self.check_progress(5, 95, "train_test"),
+        )
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
+        self.result(gates.headline(verdict))

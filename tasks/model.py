@@ -93,6 +93,7 @@ class TrainModel(CandidateTask):
                 "fit_seconds": round(seconds, 3),
             },
         )
+        self.result(f"fitted {spec.estimator} on {len(x)} rows in {seconds:.1f} s")
 
 
 def _load_trained(task: PipelineTask) -> Any:
@@ -135,6 +136,17 @@ class EvaluateModel(CandidateTask):
         self.write("predictions.parquet", data.to_parquet(preds))
         self.write_json("plots.json", {name: sha256_bytes(png) for name, png in pngs.items()})
         self.write_json("metrics.json", scores)
+        shown = [k for k in HEADLINE[cfg.task] if isinstance(scores.get(k), float)]
+        self.result(
+            f"test set, {len(x)} rows: " + ", ".join(f"{k} {scores[k]:.4f}" for k in shown)
+        )
+
+
+# The metrics a finished EvaluateModel shows in the Luigi web UI.
+HEADLINE = {
+    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    "regression": ("mae", "rmse", "r2"),
+}
 
 
 class ValidateModel(CandidateTask):
@@ -169,7 +181,15 @@ class ValidateModel(CandidateTask):
 
         self.progress(5, "running deepchecks model_evaluation")
         roles = self.roles()
-        verdict, html = gates.run_suite("model_evaluation", cfg, train, test, model, roles)
+        verdict, html = gates.run_suite(
+            "model_evaluation",
+            cfg,
+            train,
+            test,
+            model,
+            roles,
+            progress=self.check_progress(5, 80, "model_evaluation"),
+        )
 
         self.progress(85, "comparing with the model in production")
         champion_gate = self._champion_gate(scores, test, test[cfg.target])
@@ -183,6 +203,7 @@ class ValidateModel(CandidateTask):
         verdict["candidate"] = self.candidate
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
+        self.result(gates.headline(verdict))
 
     def _champion_gate(self, scores: dict[str, Any], x_test: Any, y_test: Any) -> dict[str, Any]:
         cfg = self.cfg

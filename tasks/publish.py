@@ -110,6 +110,11 @@ class PublishModel(PipelineTask):
                 "promoted": promoted,
             },
         )
+        what = "published" if created else "already published"
+        self.result(
+            f"version {self.version} of {cfg.name} (candidate {chosen}): {what}"
+            + (", now in production" if promoted else "; production unchanged")
+        )
 
     def _manifest(self, chosen: str, metrics: dict[str, Any]) -> dict[str, Any]:
         # The same record `mlcd run` writes for the run (tasks/manifest.py), with this version's.

@@ -427,3 +427,42 @@ def test_unreachable_luigid_is_one_line_naming_it_with_its_own_exit_code_and_a_m
     assert recorded["scheduler"] == f"127.0.0.1:{port}"
     assert recorded["failures"][0]["kind"] == "scheduler unreachable"
     assert not versions(tmp_path / "registry", "breast-cancer")
+
+
+def test_finished_tasks_show_their_results_and_a_failed_gate_its_name_first(
+    luigid: Luigid, tmp_path: Path
+):
+    """The Luigi web UI shows what each finished task found (not its last step's text), and a
+    failure as mlcd's one line: the blocking gate's name first, no traceback."""
+    config = write_config(tmp_path / "ok", validation=NO_SUITES)
+    code, report, err = run_json(config, *luigid.args())
+    assert code == 0, err
+    done = luigid.api("task_list", status="DONE", upstream_status="", search=str(config))
+    status = {t["name"]: (t.get("status_message") or "") for t in done.values()}
+    version = report["published"]["version"]
+    assert status["ExtractData"].startswith("569 rows\nnumeric: ")
+    assert status["SplitData"] == "train 426 rows, test 143 rows (at random)"
+    assert status["TrainModel"].startswith("fitted sklearn.ensemble.RandomForestClassifier on 426")
+    assert status["EvaluateModel"].startswith("test set, 143 rows: accuracy 0.")
+    assert status["ValidateModel"].startswith("model_evaluation: passed (")
+    assert status["PublishModel"] == (
+        f"version {version} of breast-cancer (candidate model): published, now in production"
+    )
+    assert all(
+        t.get("progress_percentage") == 100 for t in done.values() if t["name"] != "RetrainPipeline"
+    )
+
+    failing = write_config(
+        tmp_path / "bar", validation=NO_SUITES, gates={"thresholds": {"accuracy": {"min": 1.01}}}
+    )
+    code, _, err = run_json(failing, *luigid.args())
+    assert code == 3, err
+    tasks = luigid.api("task_list", status="", upstream_status="", search=str(failing))
+    (publish_id,) = [tid for tid, t in tasks.items() if t["name"] == "PublishModel"]
+    (judge,) = [t for t in tasks.values() if t["name"] == "ValidateModel"]
+    assert judge["status_message"].startswith("BLOCKED by accuracy >= 1.01; model_evaluation: ")
+    error = json.loads(luigid.api("fetch_error", task_id=publish_id)["error"])  # Luigi: JSON
+    assert error.startswith(
+        "gate failed: model_evaluation: blocking gate(s) failed: accuracy >= 1.01"
+    )
+    assert "Traceback" not in error

@@ -617,3 +617,19 @@ def test_summary_of_no_gates_passes():
         "counts": {},
         "gates": [],
     }
+
+
+def test_run_suite_reports_progress_once_per_check_in_order():
+    cfg = make_cfg(validation={"data_integrity": {"skip": ["OutlierSampleDetection"]}})
+    calls: list[tuple[int, int, str]] = []
+    verdict, _ = run_suite(
+        "data_integrity",
+        cfg,
+        classification_frame(),
+        progress=lambda done, total, check: calls.append((done, total, check)),
+    )
+    ran = [c for c in SUITE_CHECKS["data_integrity"] if c != "OutlierSampleDetection"]
+    assert [check for _, _, check in calls] == ran
+    assert [done for done, _, _ in calls] == list(range(len(ran)))
+    assert {total for _, total, _ in calls} == {len(ran)}
+    assert verdict["passed"] is True

@@ -30,6 +30,7 @@ from mlcd.gates.suites import (
 from mlcd.gates.verdicts import (
     blocking_checks,
     gate_name,
+    headline,
     not_run,
     not_run_gates,
     summarise,
@@ -46,6 +47,7 @@ __all__ = [
     "dataset",
     "feature_importance",
     "gate_name",
+    "headline",
     "model_importance",
     "not_run",
     "not_run_gates",

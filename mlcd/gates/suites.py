@@ -175,8 +175,10 @@ def run_suite(
     test: pd.DataFrame | None = None,
     model: Any = None,
     roles: Mapping[str, Mapping[str, str]] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[dict[str, Any], bytes]:
-    """Run one deepchecks suite; return its verdict and its HTML report.
+    """Run one deepchecks suite; return its verdict and its HTML report. ``progress(done,
+    total, check)`` is called as each check starts (the Luigi web UI shows it).
 
     No precomputed predictions are passed: deepchecks 0.19.1 reads ``y_pred_*``/``y_proba_*``
     only when it has no model, and predicts with the model it is given (on the sampled rows,
@@ -207,6 +209,8 @@ def run_suite(
             roles = columns.infer_roles(train, cfg.target, cfg.columns)
         classes = list(getattr(model, "classes_", [])) or None
         suite = _build_suite(suite_name, section, cfg, rows, classes)
+        if progress is not None:
+            _report_progress(suite, progress)
         results = []
         for checks, rows_train, rows_test, with_model in _runs(
             suite, section.n_samples, cfg, train, test, model
@@ -249,6 +253,24 @@ def run_suite(
         verdict = verdict_from_result(suite_name, result, section, rows)
         html = render_html(result)
     return verdict, html
+
+
+def _report_progress(suite: Any, progress: Callable[[int, int, str], None]) -> None:
+    """Call ``progress`` when each check of ``suite`` starts (once per check: a single-dataset
+    check runs on train, then on test)."""
+    checks = list(suite.checks.values())
+    started: set[int] = set()
+
+    for index, check in enumerate(checks):
+        logic = check.run_logic
+
+        def announced(*args: Any, _index: int = index, _logic: Any = logic, **kwargs: Any) -> Any:
+            if _index not in started:
+                started.add(_index)
+                progress(len(started) - 1, len(checks), type(checks[_index]).__name__)
+            return _logic(*args, **kwargs)
+
+        check.run_logic = announced
 
 
 def _runs(

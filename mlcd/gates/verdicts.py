@@ -184,3 +184,12 @@ def gate_name(gate: dict[str, Any]) -> str:
         cond = f": {gate['condition']}" if gate.get("condition") else ""
         return f"{gate['check']}{cond} ({gate['result']})"
     return str(gate["name"])
+
+
+def headline(verdict: dict[str, Any]) -> str:
+    """A verdict in one line, what blocked first: ``BLOCKED by ConflictingLabels: ... (fail);
+    data_integrity: 10 pass, 1 fail`` or ``data_integrity: passed (10 pass, 1 warn)``."""
+    counts = ", ".join(f"{n} {result}" for result, n in verdict["counts"].items())
+    if verdict["passed"]:
+        return f"{verdict['stage']}: passed ({counts or 'nothing to check'})"
+    return f"BLOCKED by {'; '.join(verdict['blocking_failures'])}; {verdict['stage']}: {counts}"
