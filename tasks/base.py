@@ -337,8 +337,18 @@ def require_passed(gate: PipelineTask) -> dict[str, Any]:
     return verdict
 
 
-def file_url(path: str) -> str:
-    """A link the Luigi web UI shows for a task (its report, once written)."""
-    import os
+# Where `mlcd ui` runs for this workspace, if it does: luigi.cfg [mlcd] ui_url, or this variable.
+UI_URL_ENV = "MLCD_UI_URL"
 
+
+def report_url(task: PipelineTask) -> str:
+    """The link the Luigi web UI shows for a validation task: its report in `mlcd ui` when one
+    runs (``[mlcd] ui_url``), which opens over http from any host; else a file:// link (which a
+    browser opens only from a local file, on the machine that ran the task)."""
+    ui = os.environ.get(UI_URL_ENV) or luigi.configuration.get_config().get(
+        "mlcd", "ui_url", ""
+    )
+    if ui:
+        return f"{ui.rstrip('/')}/tasks/{task.stage}/{task.identity}/report.html"
+    path = task.path("report.html")
     return "file://" + os.path.abspath(path) if "://" not in path else path

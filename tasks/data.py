@@ -10,7 +10,7 @@ from mlcd import columns, data, gates, training
 from mlcd.config import SourceConfig
 from mlcd.errors import StorageError
 from mlcd.fingerprint import sha256_bytes
-from tasks.base import PipelineTask, file_url, require_passed
+from tasks.base import PipelineTask, report_url, require_passed
 
 
 class ExtractData(PipelineTask):
@@ -126,7 +126,7 @@ class ValidateData(PipelineTask):
         return {"suite": cfg.validation.data_integrity.model_dump(), "seed": cfg.split.seed}
 
     def produce(self) -> None:
-        self.set_tracking_url(file_url(self.path("report.html")))
+        self.set_tracking_url(report_url(self))
         self.progress(5, "running deepchecks data_integrity")
         extract = self.requires()
         snap = extract.snapshot()
@@ -200,7 +200,7 @@ class ValidateSplit(PipelineTask):
         return {"suite": cfg.validation.train_test.model_dump(), "seed": cfg.split.seed}
 
     def produce(self) -> None:
-        self.set_tracking_url(file_url(self.path("report.html")))
+        self.set_tracking_url(report_url(self))
         self.progress(5, "running deepchecks train_test_validation")
         train = data.read_parquet(self.input()["train.parquet"].path)
         test = data.read_parquet(self.input()["test.parquet"].path)

@@ -12,7 +12,7 @@ from mlcd import columns, data, gates, metrics, registry, schema, storage, train
 from mlcd.config import ModelConfig
 from mlcd.errors import ConfigError
 from mlcd.fingerprint import sha256_bytes
-from tasks.base import PipelineTask, file_url, require_passed
+from tasks.base import PipelineTask, report_url, require_passed
 from tasks.data import ExtractData, SplitData, ValidateSplit
 
 
@@ -173,7 +173,7 @@ class ValidateModel(CandidateTask):
     def produce(self) -> None:
         cfg = self.cfg
         inputs = self.input()
-        self.set_tracking_url(file_url(self.path("report.html")))
+        self.set_tracking_url(report_url(self))
         model = _load_trained(self.requires()["model"])
         train = data.read_parquet(inputs["split"]["train.parquet"].path)
         test = data.read_parquet(inputs["split"]["test.parquet"].path)

@@ -10,7 +10,7 @@ import os
 import sys
 
 from mlcd import __version__
-from mlcd.cli import models, production, run, runs, scoring
+from mlcd.cli import models, production, run, runs, scoring, ui
 from mlcd.cli.common import one_line
 from mlcd.errors import MlcdError, exit_codes_text
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # models: list, show; promote, rollback, history
     scoring.add_commands(sub)  # predict, serve
     runs.add_commands(sub)  # runs, lineage, reproduce, status
+    ui.add_commands(sub)  # ui
     return parser
 
 
