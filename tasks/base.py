@@ -86,10 +86,26 @@ class PipelineTask(luigi.Task):
     def run(self) -> None:
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._result = "done"
+        self._blocked: GateFailed | None = None
         with _cpu_share():
             self.produce()
         self._seal()
         self.progress(100, self._result)  # what it found, not the last step's text
+        if self._blocked is not None:
+            raise self._blocked  # sealed first: a rerun does not judge again, the next task refuses
+
+    def judged(self, verdict: dict[str, Any], *, blocks: bool = True) -> None:
+        """A validation task's verdict: its headline is the task's result and, when a blocking
+        gate failed and ``blocks``, the task fails once sealed, so the Luigi web UI shows the
+        failed gate red on the task that judged it. (A candidate of a grid does not block: the
+        best passing candidate is still published.)"""
+        from mlcd import gates
+
+        self.result(gates.headline(verdict))
+        if blocks and not verdict["passed"]:
+            self._blocked = GateFailed(
+                verdict["stage"], verdict["blocking_failures"], self.path("verdict.json")
+            )
 
     def result(self, message: str) -> None:
         """The finished task's status in the Luigi web UI: its result (metrics, a verdict,

@@ -139,7 +139,7 @@ class ValidateData(PipelineTask):
         )
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
-        self.result(gates.headline(verdict))
+        self.judged(verdict)
 
 
 class SplitData(PipelineTask):
@@ -215,4 +215,4 @@ class ValidateSplit(PipelineTask):
         )
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
-        self.result(gates.headline(verdict))
+        self.judged(verdict)

@@ -203,7 +203,7 @@ class ValidateModel(CandidateTask):
         verdict["candidate"] = self.candidate
         self.write("report.html", html)
         self.write_json("verdict.json", verdict)
-        self.result(gates.headline(verdict))
+        self.judged(verdict, blocks=cfg.candidates is None)
 
     def _champion_gate(self, scores: dict[str, Any], x_test: Any, y_test: Any) -> dict[str, Any]:
         cfg = self.cfg

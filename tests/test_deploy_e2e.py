@@ -429,7 +429,7 @@ def test_unreachable_luigid_is_one_line_naming_it_with_its_own_exit_code_and_a_m
     assert not versions(tmp_path / "registry", "breast-cancer")
 
 
-def test_finished_tasks_show_their_results_and_a_failed_gate_its_name_first(
+def test_finished_tasks_show_their_results_and_a_failed_gate_red_on_its_judge_name_first(
     luigid: Luigid, tmp_path: Path
 ):
     """The Luigi web UI shows what each finished task found (not its last step's text), and a
@@ -458,10 +458,16 @@ def test_finished_tasks_show_their_results_and_a_failed_gate_its_name_first(
     code, _, err = run_json(failing, *luigid.args())
     assert code == 3, err
     tasks = luigid.api("task_list", status="", upstream_status="", search=str(failing))
-    (publish_id,) = [tid for tid, t in tasks.items() if t["name"] == "PublishModel"]
-    (judge,) = [t for t in tasks.values() if t["name"] == "ValidateModel"]
+    (judge_id,) = [tid for tid, t in tasks.items() if t["name"] == "ValidateModel"]
+    judge = tasks[judge_id]  # the task that judged it is the one that failed
+    # (DISABLED: luigi.cfg disables a task at its first failure, so keep-alive workers stop
+    # waiting for its dependents; the web UI draws that grey, not red)
+    assert judge["status"] == "DISABLED"
+    assert not [
+        t for t in tasks.values() if t["name"] == "PublishModel" and t["status"] != "PENDING"
+    ]
     assert judge["status_message"].startswith("BLOCKED by accuracy >= 1.01; model_evaluation: ")
-    error = json.loads(luigid.api("fetch_error", task_id=publish_id)["error"])  # Luigi: JSON
+    error = json.loads(luigid.api("fetch_error", task_id=judge_id)["error"])  # Luigi: JSON
     assert error.startswith(
         "gate failed: model_evaluation: blocking gate(s) failed: accuracy >= 1.01"
     )

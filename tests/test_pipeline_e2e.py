@@ -138,14 +138,15 @@ def test_failing_threshold_publishes_nothing_and_leaves_production(baseline: Pat
     code, report, err = run_json(folder / "pipeline.yaml")
     assert code == 3, err
     assert "accuracy >= 0.999" in err and "gate failed" in err
-    assert report["failed"] == ["PublishModel"]
+    assert report["failed"] == ["ValidateModel"]  # the task that judged it fails, once sealed
     assert not report["gates"]["model_evaluation"]["passed"]
     assert versions(registry, "breast-cancer") == old_versions
     assert production(registry, "breast-cancer") == old_prod
     assert (registry / "breast-cancer/production.json").read_bytes() == pointer_bytes
     # Deterministic: the same failing run fails the same way, and still publishes nothing.
-    code, _, err = run_json(folder / "pipeline.yaml")
+    code, again, err = run_json(folder / "pipeline.yaml")
     assert code == 3 and "accuracy >= 0.999" in err
+    assert again["failed"] == ["PublishModel"] and "ValidateModel" not in again["ran"]
 
 
 @pytest.mark.parametrize(

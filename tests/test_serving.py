@@ -340,6 +340,8 @@ def test_a_tampered_or_unreadable_production_is_not_served_and_answers_go_on(
     marker = tmp_path / "pwned"
     bad = reg / MODEL / "versions" / "badc0ffee0000000"
     shutil.copytree(reg / MODEL / "versions" / v1, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())  # renamed whole, model replaced
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "version": bad.name}))
     (bad / "model.joblib").write_bytes(evil_pickle(marker))
     service = serve(reg)
     body = example(site, v1)

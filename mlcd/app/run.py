@@ -96,8 +96,6 @@ def run(
     from mlcd.config import load_config
 
     cfg = load_config(config)  # a bad config ends here, before luigi is imported
-    for location in (cfg.workspace, cfg.publish):  # an S3 store that would race ends here too
-        storage.check_conditional_writes(location)
     import tasks
 
     _hide_known_errors()
@@ -107,6 +105,9 @@ def run(
     if not extract.complete():
         data.check_columns(cfg, data.source_columns(extract.source()))
     root = tasks.RetrainPipeline(config_path=config, date=date)
+    if not root.complete():  # an S3 store that would let writers race ends here, before work
+        for location in (cfg.workspace, cfg.publish):
+            storage.check_conditional_writes(location)
     if workers > 1 and not root.complete():
         _preload(cfg)
     scheduler = scheduler_kwargs(scheduler_host, scheduler_port, local_scheduler)

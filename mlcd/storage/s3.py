@@ -404,7 +404,7 @@ def _wins(s3: Any, loc: Location, what: str, **kwargs: Any) -> bool:
         raise failed from None
 
 
-def conditional_mode(uri: str) -> str:
+def conditional_mode(uri: str, *, folder: bool = False) -> str:
     """Check, once per bucket and process, that the store honours conditional PUTs, with five
     PUTs and a DELETE of a probe object beside ``uri``: If-None-Match must refuse to replace an
     object, If-Match must refuse a stale ETag and take the current one. NoConditionalWrites
@@ -418,8 +418,9 @@ def conditional_mode(uri: str) -> str:
         return _conditional[key]
     import uuid
 
-    folder = loc.key.rsplit("/", 1)[0] if "/" in loc.key else ""
-    probe = Location(loc.bucket, f"{folder}/.mlcd-probe-{uuid.uuid4().hex}".lstrip("/"))
+    # beside the object, or inside the folder (a workspace, a registry), where mlcd may write
+    where = loc.key.rstrip("/") if folder else loc.key.rpartition("/")[0]
+    probe = Location(loc.bucket, f"{where}/.mlcd-probe-{uuid.uuid4().hex}".lstrip("/"))
     what = f"cannot check conditional writes at {probe}"
 
     def refuse(ignored: str) -> NoConditionalWrites:

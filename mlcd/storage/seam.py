@@ -167,7 +167,7 @@ def check_conditional_writes(path: str) -> None:
     """On S3, StorageError unless the store under ``path`` honours conditional writes, which
     mlcd's locks, promotions and logs rely on (probed once per bucket; local disk: nothing)."""
     if is_s3(path):
-        s3.conditional_mode(path)
+        s3.conditional_mode(path, folder=True)
 
 
 def write_bytes(

@@ -82,9 +82,9 @@ def _install() -> None:
         act("after", path, "write")
         return tag
 
-    def patched_publish_dir(dest: str, files: Any, marker: str) -> bool:
+    def patched_publish_dir(dest: str, files: Any, marker: str, **kwargs: Any) -> bool:
         act("before", dest, "publish_dir")
-        created = publish_dir(dest, files, marker)
+        created = publish_dir(dest, files, marker, **kwargs)
         act("after", dest, "publish_dir")
         return created
 
