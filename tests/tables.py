@@ -83,7 +83,7 @@ def rare_fraud(n: int = 5000, seed: int = 2) -> pd.DataFrame:
     )
 
 
-def wide(n: int = 2000, columns: int = 64, seed: int = 3) -> pd.DataFrame:
+def wide(n: int = 1200, columns: int = 64, seed: int = 3) -> pd.DataFrame:
     """A 70-column table: mostly numeric, some categoricals, a constant, a binary label."""
     rng = _rng(seed)
     data = {f"x{i:02d}": rng.normal(0, 1, n) for i in range(columns)}
