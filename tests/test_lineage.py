@@ -349,7 +349,7 @@ def test_a_no_op_run_and_a_failed_run_are_recorded_with_their_status(published, 
     assert code == 3
     failed = lineage.read_run(str(folder / "workspace"), report["run_id"])
     assert failed["status"] == "failed" and failed["exit_code"] == 3
-    assert failed["failures"][0]["task"] == "PublishModel"
+    assert failed["failures"][0]["task"] == "ValidateModel"  # the judge fails, once sealed
     assert failed["published"] is None
     assert failed["tasks"]["ValidateModel"]["complete"] is True
     assert failed["tasks"]["PublishModel"]["complete"] is False

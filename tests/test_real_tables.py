@@ -20,6 +20,10 @@ from tests.test_reproduce_e2e import assert_byte_identical, reproduce_in, versio
 from tests.test_serving import Service
 
 pytestmark = pytest.mark.e2e
+NO_SUITES = (
+    "validation: {data_integrity: {enabled: false}, train_test: {enabled: false}, "
+    "model_evaluation: {enabled: false}}\n"
+)
 
 # What a model learnt from each table must clear (the tables have signal: tests/tables.py).
 GOOD_ENOUGH = {
@@ -236,8 +240,8 @@ def test_an_unknown_role_is_a_config_error(tmp_path):
 def test_a_classifier_that_never_predicts_the_rare_class_is_not_published(tmp_path):
     """The 2%-positive table with a model that always answers the majority class: accuracy
     0.98, recall 0. The default every_class gate blocks it."""
-    config = with_config(
-        tmp_path, "rare_fraud", "model: {estimator: sklearn.dummy.DummyClassifier}\n"
+    config = with_config(  # the gate is mlcd's own: the deepchecks suites are not needed
+        tmp_path, "rare_fraud", "model: {estimator: sklearn.dummy.DummyClassifier}\n" + NO_SUITES
     )
     code, report, err = run_json(config)
     assert code == 3, err[-2000:]
@@ -257,6 +261,7 @@ def test_a_retrain_on_changed_data_reports_the_contract_changes_against_producti
     frame.loc[frame.index[:40], "plan"] = "enterprise"  # a new plan is sold
     frame.loc[frame.index[::5], "tenure"] = None  # and an export loses tenures
     frame.to_csv(config.parent / "data" / "churn.csv", index=False)
+    config.write_text(config.read_text() + NO_SUITES)  # about the contract, not the suites
     code, again, err = run_json(config)
     assert code in (0, 5), err[-2000:]
     contract = again["contract"]
@@ -265,16 +270,24 @@ def test_a_retrain_on_changed_data_reports_the_contract_changes_against_producti
     assert "tenure: null rate 0% -> 20%" in contract["changes"]
 
 
-def test_the_readmes_overrides_run_as_printed(churn, tmp_path):
+def test_the_readmes_overrides_load_and_fit_on_the_example_as_printed(churn, tmp_path):
+    """README's overrides block, added to its config: the config loads, the roles it sets hold
+    on the example's data and its model is built from them and fits (the run that follows is
+    the one the churn fixture makes, with another estimator)."""
+    from mlcd import columns, data, training
+    from mlcd.config import load_config
+
     config, _ = churn
     shutil.copytree(config.parent, tmp_path / "config")
     config = tmp_path / "config" / "churn.yaml"
     overrides = readme_example(1)
     config.write_text(yaml.safe_dump({**readme_example(0), **overrides}))
-    code, report, err = run_json(config)
-    assert code == 0, err[-2000:]
-    assert report["roles"]["region"] == "dropped" and report["roles"]["customer_id"] == "id"
-    (train,) = (tmp_path / ".mlcd" / "workspace" / "train").iterdir()
-    trained = json.loads((train / "train.json").read_text())
-    assert trained["estimator"] == overrides["model"]["estimator"]
-    assert "region" not in trained["features"]
+    cfg = load_config(config)
+    assert cfg.model is not None and cfg.model.estimator == overrides["model"]["estimator"]
+    snap = data.make_snapshot(data.load_source(cfg.source), cfg)
+    roles = columns.infer_roles(snap, cfg.target, cfg.columns)
+    assert roles["region"]["role"] == "dropped" and roles["customer_id"]["role"] == "id"
+    training.check_fits(cfg.model, roles, snap, cfg.target)
+    x = snap[columns.features(roles)]
+    model = training.fit(cfg.model, x, snap[cfg.target], roles)
+    assert "region" not in x.columns and (model.predict(x) == snap[cfg.target]).mean() > 0.7
