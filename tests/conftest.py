@@ -357,3 +357,80 @@ def evil_pickle(marker: Path) -> bytes:
     buf = io.BytesIO()
     joblib.dump(_PickleThatWrites(marker), buf)
     return buf.getvalue()
+
+
+# --- a real headless browser --------------------------------------------------------------------
+
+
+def chromium(tmp_path: Path, budget_ms: int = 5000) -> list[str]:
+    """The command line of a headless Chromium with its own profile (CI installs Debian's
+    chromium; without it a test fails in CI and is skipped elsewhere)."""
+    import shutil
+
+    found = shutil.which("chromium")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return [
+        found,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--virtual-time-budget={budget_ms}",
+    ]
+
+
+def browser_dom(base: list[str], url: str) -> str:
+    """The page's DOM once Chromium has run its scripts."""
+    proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def browser_screenshot(base: list[str], url: str, shot: Path, size: str = "1300,1400") -> None:
+    subprocess.run(
+        [*base, f"--window-size={size}", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def serving_port(proc: subprocess.Popen[str], log: Path, what: str, timeout: float = 60) -> int:
+    """The port a server started as ``proc`` prints on its first stdout line (``... on
+    http://127.0.0.1:PORT``); kills it and fails the test if it does not start."""
+    import queue
+    import re
+    import threading
+
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = proc.stdout
+    assert stdout is not None
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        first = lines.get(timeout=timeout)
+    except queue.Empty:
+        proc.kill()
+        pytest.fail(f"{what} did not start: {log.read_text()}")
+    match = re.search(r"http://127\.0\.0\.1:(\d+)", first)
+    assert match, (first, log.read_text())
+    return int(match.group(1))
+
+
+def stop_server(proc: subprocess.Popen[str]) -> int:
+    """SIGTERM, then SIGKILL after 30 s; the exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

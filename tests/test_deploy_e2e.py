@@ -25,6 +25,9 @@ from tests.conftest import (
     NO_SUITES,
     ROOT,
     Luigid,
+    browser_dom,
+    browser_screenshot,
+    chromium,
     production,
     run_json,
     versions,
@@ -122,11 +125,7 @@ def test_running_task_shows_progress_and_status_in_luigid(luigid: Luigid, tmp_pa
 
 
 def test_browser_renders_the_pipeline_graph_from_luigid(luigid: Luigid, tmp_path: Path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    base = chromium(tmp_path, budget_ms=8000)
     config = write_config(tmp_path)
     code, _, err = run_json(config, *luigid.args())
     assert code == 0, err
@@ -135,34 +134,13 @@ def test_browser_renders_the_pipeline_graph_from_luigid(luigid: Luigid, tmp_path
     url = (
         f"{luigid.url}/static/visualiser/index.html#tab=graph&taskId={urllib.parse.quote(root_id)}"
     )
-    profile = tmp_path / "chromium-profile"
-    base = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--virtual-time-budget=8000",
-    ]
-    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert dom.returncode == 0, dom.stderr[-2000:]
     # The dependency graph is an SVG whose nodes carry the task names.
-    svg = re.search(r"<svg.*</svg>", dom.stdout, re.S)
-    assert svg is not None, dom.stdout[:2000]
+    dom = browser_dom(base, url)
+    svg = re.search(r"<svg.*</svg>", dom, re.S)
+    assert svg is not None, dom[:2000]
     for name in ALL_TASKS:
         assert name in svg.group(0), name
-    shot = tmp_path / "graph.png"
-    subprocess.run(
-        [*base, "--window-size=1400,900", f"--screenshot={shot}", url],
-        capture_output=True,
-        timeout=120,
-    )
-    assert shot.exists() and shot.stat().st_size > 10_000
+    browser_screenshot(base, url, tmp_path / "graph.png", size="1400,900")
 
 
 GRID = [

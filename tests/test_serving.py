@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import queue
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -31,6 +28,8 @@ from tests.conftest import (
     production,
     run_json,
     run_mlcd,
+    serving_port,
+    stop_server,
     versions,
     write_config,
 )
@@ -56,18 +55,7 @@ class Service:
             stderr=self._log,
             text=True,
         )
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self.proc.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=START_TIMEOUT)
-        except queue.Empty:
-            self.proc.kill()
-            pytest.fail(f"mlcd serve did not start: {self.log()}")
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", first)
-        assert match, (first, self.log())
-        self.port = int(match.group(1))
+        self.port = serving_port(self.proc, log, "mlcd serve", START_TIMEOUT)
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -85,15 +73,9 @@ class Service:
             conn.close()
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_server(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 @pytest.fixture

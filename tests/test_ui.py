@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +17,20 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MLCD, ROOT, production, run_json, run_mlcd, versions, write_config
+from tests.conftest import (
+    MLCD,
+    ROOT,
+    browser_dom,
+    browser_screenshot,
+    chromium,
+    production,
+    run_json,
+    run_mlcd,
+    serving_port,
+    stop_server,
+    versions,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 MODEL = "breast-cancer"
@@ -43,18 +52,7 @@ class UI:
             stderr=self._log,
             text=True,
         )
-        lines: queue.Queue[str] = queue.Queue()
-        stdout = self.proc.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            first = lines.get(timeout=START_TIMEOUT)
-        except queue.Empty:
-            self.proc.kill()
-            pytest.fail(f"mlcd ui did not start: {log.read_text()}")
-        match = re.search(r"http://127\.0\.0\.1:(\d+)", first)
-        assert match, (first, log.read_text())
-        self.port = int(match.group(1))
+        self.port = serving_port(self.proc, log, "mlcd ui", START_TIMEOUT)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def request(
@@ -81,15 +79,9 @@ class UI:
         return text
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        code = stop_server(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return code
 
 
 @pytest.fixture
@@ -259,62 +251,26 @@ def test_a_damaged_version_shows_its_error_not_a_traceback(
     assert "damaged" in server.page(f"/models/{MODEL}")
 
 
-def _chromium(tmp_path: Path) -> list[str]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    return [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-        "--virtual-time-budget=5000",
-    ]
-
-
-def _dom(base: list[str], url: str) -> str:
-    proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
-
-
-def _screenshot(base: list[str], url: str, shot: Path) -> None:
-    subprocess.run(
-        [*base, "--window-size=1300,1400", f"--screenshot={shot}", url],
-        capture_output=True,
-        timeout=120,
-    )
-    assert shot.exists() and shot.stat().st_size > 10_000
-
-
 def test_browser_shows_a_version_with_its_plots_reports_and_a_failed_run(
     built: dict[str, Any], ui: Any, tmp_path: Path
 ):
-    base = _chromium(tmp_path)
+    base = chromium(tmp_path)
     server = ui("--config", str(built["config"]))
     version = f"{server.url}/models/{MODEL}/versions/{built['v1']}"
-    dom = _dom(base, version)
+    dom = browser_dom(base, version)
     # Each plot was fetched and decoded: the page's script recorded its width.
     widths = re.findall(r'<img class="plot"[^>]*data-natural-width="(\d+)"', dom)
     assert len(widths) == 2 and all(int(w) > 100 for w in widths), dom[:3000]
     assert "not loaded" not in dom.replace("'<p class=\"error\">not loaded</p>'", "")
     (report,) = re.findall(r'<a class="report" href="([^"]+model_evaluation[^"]+)"', dom)
-    target = _dom(base, urllib.parse.urljoin(version, report))
+    target = browser_dom(base, urllib.parse.urljoin(version, report))
     assert "validation.model_evaluation is disabled in the config" in target
-    _screenshot(base, version, tmp_path / "version.png")
+    browser_screenshot(base, version, tmp_path / "version.png")
 
     run = f"{server.url}/runs/{built['failed_run']}"
-    dom = _dom(base, run)
+    dom = browser_dom(base, run)
     assert "accuracy &gt;= 1.01" in dom and "FAILED" in dom
-    _screenshot(base, run, tmp_path / "failed-run.png")
+    browser_screenshot(base, run, tmp_path / "failed-run.png")
 
 
 def test_luigi_tracking_urls_open_the_reports_in_mlcd_ui_over_http(ui, tmp_path):

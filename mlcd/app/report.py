@@ -65,6 +65,49 @@ def roles_line(roles: dict[str, str]) -> str:
     )
 
 
+def outline(
+    root: Any,
+    result: Any,
+    failures: list[dict[str, Any]],
+    *,
+    ok: bool,
+    already: list[str] | None = None,
+) -> dict[str, Any]:
+    """The report of a run as Luigi saw it, before anything is read back from its outputs
+    (``collect`` adds the metrics, gates and what was published)."""
+    from luigi.execution_summary import _summary_dict
+
+    summary = _summary_dict(result.worker)
+    return {
+        "model": root.requires().cfg.name,
+        "date": root.date.isoformat(),
+        "status": result.status.name,
+        "ok": ok,
+        "ran": _families(summary["completed"]),
+        "run_by_other_workers": _families(
+            summary["run_by_other_worker"] | summary["upstream_run_by_other_worker"]
+        ),
+        "already_complete": already if already is not None else _families(summary["already_done"]),
+        "failed": _families(summary["failed"]),
+        "not_run": []
+        if ok
+        else _families(
+            summary["upstream_failure"]
+            | summary["upstream_missing_dependency"]
+            | summary["not_run"]
+            | summary["scheduling_error"]
+        ),
+        "failures": failures,
+        "roles": None,
+        "metrics": None,
+        "gates": {},
+        "candidates": {},
+        "selected": None,
+        "published": None,
+        "production": None,
+    }
+
+
 def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str, Any]:
     from luigi.execution_summary import LuigiStatusCode, _summary_dict
 
@@ -87,34 +130,7 @@ def collect(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str,
         if ok
         else _families(summary["already_done"])
     )
-    report: dict[str, Any] = {
-        "model": cfg.name,
-        "date": root.date.isoformat(),
-        "status": status.name,
-        "ok": ok,
-        "ran": _families(summary["completed"]),
-        "run_by_other_workers": _families(
-            summary["run_by_other_worker"] | summary["upstream_run_by_other_worker"]
-        ),
-        "already_complete": already,
-        "failed": _families(summary["failed"]),
-        "not_run": []
-        if ok
-        else _families(
-            summary["upstream_failure"]
-            | summary["upstream_missing_dependency"]
-            | summary["not_run"]
-            | summary["scheduling_error"]
-        ),
-        "failures": failures,
-        "roles": None,
-        "metrics": None,
-        "gates": {},
-        "candidates": {},
-        "selected": None,
-        "published": None,
-        "production": None,
-    }
+    report = outline(root, result, failures, ok=ok, already=already)
     extract = _read(req["data"], "extract.json")
     if extract is not None:
         report["roles"] = roles_of(extract)

@@ -256,40 +256,11 @@ def run_error(report: dict[str, Any], failures: list[dict[str, Any]]) -> MlcdErr
     )
 
 
-def _bare_report(root: Any, result: Any, failures: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report of a failed run whose outputs cannot be read back: what Luigi says, no more."""
-    from luigi.execution_summary import _summary_dict
-
-    from mlcd.app.report import _families
-
-    summary = _summary_dict(result.worker)
-    cfg = root.requires().cfg
-    return {
-        "model": cfg.name,
-        "date": root.date.isoformat(),
-        "status": result.status.name,
-        "ok": False,
-        "ran": _families(summary["completed"]),
-        "run_by_other_workers": [],
-        "already_complete": _families(summary["already_done"]),
-        "failed": _families(summary["failed"]),
-        "not_run": _families(summary["upstream_failure"] | summary["not_run"]),
-        "failures": failures,
-        "roles": None,
-        "metrics": None,
-        "gates": {},
-        "candidates": {},
-        "selected": None,
-        "published": None,
-        "production": None,
-    }
-
-
 def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> dict[str, Any]:
     """Build ``root``, record the run and return its report; when it did not complete, raise
     the error of the first task that failed (or PipelineFailed) with the report attached."""
     from mlcd import lineage
-    from mlcd.app.report import collect
+    from mlcd.app.report import collect, outline
 
     run_id = lineage.new_run_id()
     started_at = dt.datetime.now(dt.UTC)
@@ -301,7 +272,7 @@ def build_and_report(root: Any, *, workers: int, scheduler: dict[str, Any]) -> d
             raise
         # The summary reads every task's outputs again; when the store went away mid-run that
         # fails too, and would hide what failed first: the task's own error is the run's.
-        report = _bare_report(root, result, failures)
+        report = outline(root, result, failures, ok=False)
     error = run_error(report, failures)
     code = 0 if error is None else error.exit_code
     report["run_id"] = run_id

@@ -33,7 +33,8 @@ def diff_paths(old: Any, new: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[A
     return [] if old == new else [prefix]
 
 
-def _value(obj: Any, path: tuple[Any, ...]) -> str:
+def shown_value(obj: Any, path: tuple[Any, ...]) -> str:
+    """The value at ``path`` in ``obj``, as short JSON (``absent`` when there is none)."""
     for part in path:
         if isinstance(obj, dict) and part in obj:
             obj = obj[part]
@@ -113,7 +114,9 @@ def reasons(task: Any, seen: dict[str, Any] | None, cfg: Any, any_runs: bool) ->
     candidate = getattr(task, "candidate", None)
     for path in paths:
         key = lineage.config_key(family, candidate, cfg.candidates is not None, path)
-        out.append(f"changed parameter: {key} ({_value(old, path)} -> {_value(new, path)})")
+        out.append(
+            f"changed parameter: {key} ({shown_value(old, path)} -> {shown_value(new, path)})"
+        )
     changed = [
         t.label()
         for t in task.identity_inputs()

@@ -26,7 +26,7 @@ import tornado.netutil
 import tornado.web
 
 from mlcd import lineage, registry, storage
-from mlcd.app.status import diff_paths
+from mlcd.app.status import diff_paths, shown_value
 from mlcd.catalogue import METRICS
 from mlcd.errors import MlcdError, NotFound, PromotionRefused, StorageError, UsageError
 
@@ -555,18 +555,6 @@ def _earlier(workspace: str, run_id: str, model: Any) -> dict[str, tuple[str, di
     return found
 
 
-def _value(obj: Any, path: tuple[Any, ...]) -> str:
-    for part in path:
-        if isinstance(obj, dict) and part in obj:
-            obj = obj[part]
-        elif isinstance(obj, list) and isinstance(part, int) and part < len(obj):
-            obj = obj[part]
-        else:
-            return "absent"
-    text = json.dumps(obj, sort_keys=True, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def why_ran(
     label: str, manifest: dict[str, Any], earlier: dict[str, tuple[str, dict[str, Any]]]
 ) -> str:
@@ -584,8 +572,8 @@ def why_ran(
     for path in diff_paths(old.get("params") or {}, record.get("params") or {}):
         key = lineage.config_key(family, record.get("candidate"), candidates, path)
         reasons.append(
-            f"changed parameter: {key} ({_value(old.get('params'), path)} -> "
-            f"{_value(record.get('params'), path)})"
+            f"changed parameter: {key} ({shown_value(old.get('params'), path)} -> "
+            f"{shown_value(record.get('params'), path)})"
         )
     changed = [
         r
@@ -718,13 +706,13 @@ class VersionHandler(_Handler):
         await self.answer(version_page, name, version)
 
 
-class FileHandler(_Handler):
-    async def get(self, name: str, version: str, rel: str) -> None:
+class _FileHandler(_Handler):
+    async def send_file(self, read: Callable[..., tuple[bytes, str]], *args: str) -> None:
+        """A file read off the event loop; a report sandboxed (it runs its own scripts, plotly,
+        but not as this site)."""
         loop = asyncio.get_running_loop()
         try:
-            data, kind = await loop.run_in_executor(
-                None, version_file, self.site, name, version, rel
-            )
+            data, kind = await loop.run_in_executor(None, read, self.site, *args)
         except Page as page:
             self.error_page(page.status, page.title, str(page))
             return
@@ -733,25 +721,18 @@ class FileHandler(_Handler):
             return
         self.set_header("Content-Type", kind)
         if kind.startswith("text/html"):
-            # A report runs its own scripts (plotly), but in a sandbox: not as this site.
             self.set_header("Content-Security-Policy", "sandbox allow-scripts")
         self.finish(data)
 
 
-class TaskReportHandler(_Handler):
+class FileHandler(_FileHandler):
+    async def get(self, name: str, version: str, rel: str) -> None:
+        await self.send_file(version_file, name, version, rel)
+
+
+class TaskReportHandler(_FileHandler):
     async def get(self, stage: str, identity: str) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            data, kind = await loop.run_in_executor(None, task_report, self.site, stage, identity)
-        except Page as page:
-            self.error_page(page.status, page.title, str(page))
-            return
-        except MlcdError as exc:
-            self.error_page(500, exc.kind, str(exc))
-            return
-        self.set_header("Content-Type", kind)
-        self.set_header("Content-Security-Policy", "sandbox allow-scripts")
-        self.finish(data)
+        await self.send_file(task_report, stage, identity)
 
 
 class RunsHandler(_Handler):
