@@ -141,3 +141,9 @@ DEFAULT_MAX_RATIO: dict[str, dict[str, float]] = {
     "train_test": {"TrainTestSamplesMix": 0.10},
     "model_evaluation": {},
 }
+
+# The metrics a run's summary and a finished EvaluateModel show, in this order.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    "regression": ("mae", "rmse", "r2", "median_ae"),
+}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import io
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -304,19 +305,27 @@ def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
     return _parse_parquet(blob, path)
 
 
-def split_column(cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None) -> str | None:
-    """The date a split by time orders rows on, None for a random split (``split.method``)."""
-    dates = [c for c, r in (roles or {}).items() if r["role"] == "datetime"]
-    if cfg.split.method == "random" or (cfg.split.method == "auto" and not dates):
-        return None
+def date_column(cfg: PipelineConfig, roles: Mapping[str, Mapping[str, str]] | None) -> str | None:
+    """The data's date: ``split.time_column``, else the first datetime column (None: none). A
+    split by time orders rows on it, and deepchecks' date checks read it."""
     if cfg.split.time_column is not None:
         return cfg.split.time_column
-    if not dates:
+    dates = [c for c, r in (roles or {}).items() if r["role"] == "datetime"]
+    return dates[0] if dates else None
+
+
+def split_column(cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None) -> str | None:
+    """The date a split by time orders rows on, None for a random split (``split.method``)."""
+    has_dates = any(r["role"] == "datetime" for r in (roles or {}).values())
+    if cfg.split.method == "random" or (cfg.split.method == "auto" and not has_dates):
+        return None
+    when = date_column(cfg, roles)
+    if when is None:
         raise DataError(
             "split.method is time, but no column is a datetime; name one with split.time_column "
             "or columns: {<column>: datetime}"
         )
-    return dates[0]
+    return when
 
 
 def split(

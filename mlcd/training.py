@@ -47,15 +47,16 @@ def check_fits(
     """Fit a user's own Pipeline on a few rows, so that a column it cannot take fails at
     extraction, naming the column, instead of as a traceback at training. A bare estimator is
     not tried: mlcd's preprocessing takes every feature role."""
-    if not columns.is_pipeline(build_estimator(spec)):
+    estimator = build_estimator(spec, where)
+    if not columns.is_pipeline(estimator):
         return
     features = columns.features(roles)
-    check_columns(build_estimator(spec, where), features, where)
+    check_columns(estimator, features, where)
     # each class at least once (a classifier refuses one class), then the first rows
     rows = pd.concat([frame.drop_duplicates(target).head(50), frame.head(TRIAL_ROWS)])
     rows = rows[rows[target].notna()]
     try:
-        build(spec, roles).fit(rows[features], rows[target])
+        estimator.fit(rows[features], rows[target])  # a Pipeline is used as given
     except Exception as exc:
         text = " ".join(str(exc).split())
         found = re.search(r"could not convert string to float: '([^']*)'", text)

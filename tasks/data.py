@@ -165,6 +165,7 @@ class SplitData(PipelineTask):
         snap = extract.snapshot()
         roles = extract.roles()
         train, test = data.split(snap, self.cfg, roles)
+        by_time = data.split_column(self.cfg, roles)
         train_blob, test_blob = data.to_parquet(train), data.to_parquet(test)
         self.write("train.parquet", train_blob)
         self.write("test.parquet", test_blob)
@@ -176,10 +177,9 @@ class SplitData(PipelineTask):
                 "train_sha256": sha256_bytes(train_blob),
                 "test_sha256": sha256_bytes(test_blob),
                 "seed": self.cfg.split.seed,
-                "by_time": data.split_column(self.cfg, roles),
+                "by_time": by_time,
             },
         )
-        by_time = data.split_column(self.cfg, roles)
         self.result(
             f"train {len(train)} rows, test {len(test)} rows"
             + (f" (the newest by {by_time})" if by_time else " (at random)")

@@ -9,6 +9,7 @@ from typing import Any
 import luigi
 
 from mlcd import columns, data, gates, metrics, registry, schema, storage, training
+from mlcd.catalogue import HEADLINE_METRICS
 from mlcd.config import ModelConfig
 from mlcd.errors import ConfigError
 from mlcd.fingerprint import sha256_bytes
@@ -136,17 +137,8 @@ class EvaluateModel(CandidateTask):
         self.write("predictions.parquet", data.to_parquet(preds))
         self.write_json("plots.json", {name: sha256_bytes(png) for name, png in pngs.items()})
         self.write_json("metrics.json", scores)
-        shown = [k for k in HEADLINE[cfg.task] if isinstance(scores.get(k), float)]
-        self.result(
-            f"test set, {len(x)} rows: " + ", ".join(f"{k} {scores[k]:.4f}" for k in shown)
-        )
-
-
-# The metrics a finished EvaluateModel shows in the Luigi web UI.
-HEADLINE = {
-    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc"),
-    "regression": ("mae", "rmse", "r2"),
-}
+        shown = [k for k in HEADLINE_METRICS[cfg.task] if isinstance(scores.get(k), float)]
+        self.result(f"test set, {len(x)} rows: " + ", ".join(f"{k} {scores[k]:.4f}" for k in shown))
 
 
 class ValidateModel(CandidateTask):

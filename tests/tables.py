@@ -144,6 +144,37 @@ def survey(n: int = 1200, seed: int = 5) -> pd.DataFrame:
     )
 
 
+# The role of each column but the target, as mlcd infers it (tests/test_columns.py checks the
+# inference, tests/test_real_tables.py what a run reports); the wide table's are counted there.
+ROLES = {
+    "churn": {
+        "customer_id": "id",
+        "signup_date": "datetime",
+        "plan": "categorical",
+        "tenure": "numeric",
+        "monthly_charges": "numeric",
+        "region": "categorical",
+    },
+    "passengers": {
+        "passenger_id": "id",
+        "name": "text",
+        "cabin_class": "categorical",
+        "age": "numeric",
+        "fare": "numeric",
+    },
+    "rare_fraud": {"amount": "numeric", "hour": "numeric", "merchant": "categorical"},
+    "house_prices": {"area": "numeric", "rooms": "numeric", "district": "categorical"},
+    "survey": {
+        "respondent": "id",
+        "answered_at": "datetime",
+        "would_recommend": "boolean",
+        "member": "boolean",
+        "visits": "numeric",
+        "wait_minutes": "numeric",
+        "comment": "text",
+    },
+}
+
 TABLES = {
     "churn": (churn, "classification", "churned"),
     "passengers": (passengers, "classification", "port"),

@@ -23,46 +23,7 @@ def roles_of(frame: pd.DataFrame, target: str, **overrides: str) -> dict[str, st
     return {c: r["role"] for c, r in columns.infer_roles(frame, target, overrides).items()}
 
 
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        (
-            "churn",
-            {
-                "customer_id": "id",
-                "signup_date": "datetime",
-                "plan": "categorical",
-                "tenure": "numeric",
-                "monthly_charges": "numeric",
-                "region": "categorical",
-            },
-        ),
-        (
-            "passengers",
-            {
-                "passenger_id": "id",
-                "name": "text",
-                "cabin_class": "categorical",
-                "age": "numeric",
-                "fare": "numeric",
-            },
-        ),
-        ("rare_fraud", {"amount": "numeric", "hour": "numeric", "merchant": "categorical"}),
-        ("house_prices", {"area": "numeric", "rooms": "numeric", "district": "categorical"}),
-        (
-            "survey",
-            {
-                "respondent": "id",
-                "answered_at": "datetime",
-                "would_recommend": "boolean",
-                "member": "boolean",
-                "visits": "numeric",
-                "wait_minutes": "numeric",
-                "comment": "text",
-            },
-        ),
-    ],
-)
+@pytest.mark.parametrize(("name", "expected"), sorted(tables.ROLES.items()))
 def test_roles_are_inferred_from_the_data_of_real_looking_tables(name, expected):
     make, _, target = tables.TABLES[name]
     assert roles_of(make(), target) == expected

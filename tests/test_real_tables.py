@@ -34,25 +34,6 @@ GOOD_ENOUGH = {
     "house_prices": ("r2", 0.9),
     "survey": ("f1", 0.6),
 }
-ROLES = {
-    "churn": {
-        "signup_date": "datetime",
-        "plan": "categorical",
-        "tenure": "numeric",
-        "monthly_charges": "numeric",
-        "region": "categorical",
-        "customer_id": "id",
-    },
-    "survey": {
-        "answered_at": "datetime",
-        "would_recommend": "boolean",
-        "member": "boolean",
-        "visits": "numeric",
-        "wait_minutes": "numeric",
-        "comment": "text",
-        "respondent": "id",
-    },
-}
 
 
 def model_name(table: str) -> str:
@@ -120,8 +101,8 @@ def check_published(registry: Path, table: str, report: dict[str, Any]) -> None:
     assert production(registry, name) == version
     metric, floor = GOOD_ENOUGH[table]
     assert report["metrics"][metric] >= floor, report["metrics"]
-    if table in ROLES:
-        assert report["roles"] == ROLES[table]
+    if table in tables.ROLES:
+        assert report["roles"] == tables.ROLES[table]
     assert all(role != "dropped" for role in report["roles"].values())
     evaluation = report["gates"]["model_evaluation"]["gates"]
     if tables.TABLES[table][1] == "classification":

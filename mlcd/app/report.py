@@ -6,12 +6,8 @@ import json
 from typing import Any
 
 from mlcd import registry
+from mlcd.catalogue import HEADLINE_METRICS
 from mlcd.errors import StorageError
-
-_HEADLINE = {
-    "classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
-    "regression": ("mae", "rmse", "r2", "median_ae"),
-}
 
 
 def _name(task: Any) -> str:
@@ -239,7 +235,7 @@ def render(report: dict[str, Any]) -> str:
         lines.extend(f"    {change}" for change in changes[:10])
     scores = report["metrics"]
     if scores:
-        names = _HEADLINE[scores["task"]]
+        names = HEADLINE_METRICS[scores["task"]]
         shown = "  ".join(f"{n} {scores[n]:.4f}" for n in names if scores.get(n) is not None)
         lines.append(f"  metrics (test set, n={scores['n_test']}): {shown}")
     for stage, gate in report["gates"].items():

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from mlcd import registry
 from mlcd.app import scoring
+from mlcd.app.addresses import is_loopback, url
 from mlcd.errors import MlcdError, StorageError, UsageError
 
 MAX_BODY = 64 * 1024 * 1024
@@ -35,7 +36,6 @@ MAX_BODY = 64 * 1024 * 1024
 # again (versions are immutable, so only a repaired folder makes a retry succeed).
 RETRY_AFTER = 30.0
 DRAIN_SECONDS = 10.0
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
 ROUTES = "the service has POST /predict, GET /health, GET /version"
 
 
@@ -357,10 +357,6 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def serve(
     publish: str,
     name: str,
@@ -403,11 +399,11 @@ def serve(
         else f"following production, checked every {poll_interval:g}s"
     )
     print(
-        f"mlcd serve: model {name} version {first.version} on {_url(host, bound)} "
+        f"mlcd serve: model {name} version {first.version} on {url(host, bound)} "
         f"(POST /predict, GET /health, GET /version; {follows})",
         flush=True,
     )
-    if host not in LOOPBACK:
+    if not is_loopback(host):
         _log(
             f"warning: listening on {host}, not loopback: the service has no authentication "
             "or TLS; expose it only behind a proxy that adds them"

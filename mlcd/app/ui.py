@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
-import ipaddress
 import json
 import shutil
 import signal
@@ -26,11 +25,11 @@ import tornado.netutil
 import tornado.web
 
 from mlcd import lineage, registry, storage
+from mlcd.app.addresses import is_loopback, url
 from mlcd.app.status import diff_paths, shown_value
 from mlcd.catalogue import METRICS
 from mlcd.errors import MlcdError, NotFound, PromotionRefused, StorageError, UsageError
 
-DEFAULT_PORT = 8083
 DOT_TIMEOUT = 20.0
 FILE_TYPES = {".png": "image/png", ".html": "text/html; charset=utf-8"}
 
@@ -812,24 +811,11 @@ class _NotFoundHandler(_Handler):
         self.error_page(404, "not found", f"no page {self.request.path}")
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def serve(
     site: Site,
     *,
     host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
+    port: int,
     allow_remote_changes: bool = False,
 ) -> int:
     """Serve the pages until SIGTERM or SIGINT."""

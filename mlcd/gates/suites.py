@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlcd import columns, metrics
+from mlcd import columns, data, metrics
 from mlcd.catalogue import SIZE_ONLY_CHECKS, SUITE_CHECKS
 from mlcd.config import PipelineConfig, SuiteConfig
 from mlcd.gates.importance import model_importance, one_native_thread, threads_only
@@ -52,7 +52,7 @@ def dataset(
 
     roles = roles if roles is not None else columns.infer_roles(frame, cfg.target, cfg.columns)
     ids = [c for c in columns.of_role(roles, "id") if c in frame.columns]
-    when = date_column(cfg, roles)
+    when = data.date_column(cfg, roles)
     when = when if when in frame.columns else None
     features = [c for c in columns.features(roles) if c != when and c in frame.columns]
     cat = [c for c in columns.of_role(roles, "categorical", "boolean") if c in features]
@@ -68,15 +68,6 @@ def dataset(
         set_index_from_dataframe_index=False,
         set_datetime_from_dataframe_index=False,
     )
-
-
-def date_column(cfg: PipelineConfig, roles: Mapping[str, Mapping[str, str]]) -> str | None:
-    """The datetime column deepchecks' date checks read: the split's (``split.time_column``, else
-    the first datetime column)."""
-    dates = columns.of_role(roles, "datetime")
-    if cfg.split.time_column is not None:
-        return cfg.split.time_column
-    return dates[0] if dates else None
 
 
 class WithWithheld:
@@ -104,7 +95,7 @@ class WithWithheld:
 def _for_deepchecks(
     model: Any, cfg: PipelineConfig, roles: Mapping[str, Mapping[str, str]], *frames: Any
 ) -> Any:
-    when = date_column(cfg, roles)
+    when = data.date_column(cfg, roles)
     features = columns.features(roles)
     if model is None or when is None or when not in features:
         return model
@@ -132,13 +123,14 @@ def _build_suite(
     if section.n_samples is not None:
         kwargs["n_samples"] = section.n_samples
     suite = factory(**kwargs)
+    ratios = max_ratios(name, section)
     for index, check in list(suite.checks.items()):
         check_name = type(check).__name__
         if not_run(name, check_name, section, rows) is not None:
             suite.remove(index)
-        elif check_name in max_ratios(name, section):
+        elif check_name in ratios:
             check.clean_conditions()
-            ratio = max_ratios(name, section)[check_name]
+            ratio = ratios[check_name]
             if check_name == "ConflictingLabels":
                 check.add_condition_ratio_of_conflicting_labels_less_or_equal(max_ratio=ratio)
             else:
