@@ -117,6 +117,21 @@ class NotReproduced(MlcdError):
     kind = "not reproduced"
 
 
+class DriftDetected(MlcdError):
+    """``mlcd monitor``: what production receives has drifted from what its model was trained
+    on past the config's thresholds (monitor.thresholds)."""
+
+    exit_code = 11
+    kind = "drift detected"
+
+
+class SourceNotReady(MlcdError):
+    """The run date's source partition did not appear within ``source.wait``."""
+
+    exit_code = 12
+    kind = "source not ready"
+
+
 EXIT_CODES: dict[str, int] = {
     "success": 0,
     "internal error": 1,
@@ -129,6 +144,8 @@ EXIT_CODES: dict[str, int] = {
     NotFound.kind: NotFound.exit_code,
     NotReproduced.kind: NotReproduced.exit_code,
     SchedulerUnreachable.kind: SchedulerUnreachable.exit_code,
+    DriftDetected.kind: DriftDetected.exit_code,
+    SourceNotReady.kind: SourceNotReady.exit_code,
 }
 
 

@@ -1,0 +1,1 @@
+"""Webhook notifications (placeholder: filled in by the notifications work)."""
