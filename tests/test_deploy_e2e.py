@@ -433,14 +433,26 @@ def test_finished_tasks_show_their_results_and_a_failed_gate_red_on_its_judge_na
     failing = write_config(
         tmp_path / "bar", validation=NO_SUITES, gates={"thresholds": {"accuracy": {"min": 1.01}}}
     )
-    code, _, err = run_json(failing, *luigid.args())
-    assert code == 3, err
+    # Two workers at once: the one that does not run the judge waits for it, and stops when it
+    # fails instead of waiting for Luigi's retry (which would find it sealed, and draw it green).
+    procs = [
+        subprocess.Popen(
+            [MLCD, "run", "--config", str(failing), "--date", "2026-01-15", *luigid.args()],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(proc.wait(timeout=300), proc.communicate()[1]) for proc in procs]
+    for code, err in outcomes:
+        assert code == 3, err
+        assert "accuracy >= 1.01" in err.strip().splitlines()[-1], err
     tasks = luigid.api("task_list", status="", upstream_status="", search=str(failing))
     (judge_id,) = [tid for tid, t in tasks.items() if t["name"] == "ValidateModel"]
-    judge = tasks[judge_id]  # the task that judged it is the one that failed
-    # (DISABLED: luigi.cfg disables a task at its first failure, so keep-alive workers stop
-    # waiting for its dependents; the web UI draws that grey, not red)
-    assert judge["status"] == "DISABLED"
+    judge = tasks[judge_id]  # the task that judged it is the one that failed, drawn red
+    assert judge["status"] == "FAILED"
     assert not [
         t for t in tasks.values() if t["name"] == "PublishModel" and t["status"] != "PENDING"
     ]

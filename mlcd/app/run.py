@@ -160,6 +160,7 @@ def execute(
     recorded (in whichever worker process they ran)."""
     import luigi
 
+    from mlcd.app.worker import Factory
     from mlcd.lineage import RUN_ID_ENV
     from tasks.base import FAILURE_LOG_ENV, THREADS_ENV
 
@@ -170,9 +171,11 @@ def execute(
         if workers > 1 and len(root.requires().cfg.models()) > 1:
             # Only candidates run side by side; a lone task keeps every core for its fit.
             os.environ[THREADS_ENV] = str(max(1, (os.cpu_count() or 1) // workers))
+        factory = Factory()
         try:
             result = luigi.build(
                 [root],
+                worker_scheduler_factory=factory,
                 detailed_summary=True,
                 workers=workers,
                 log_level="WARNING",
@@ -184,6 +187,8 @@ def execute(
             os.environ.pop(THREADS_ENV, None)
         log.seek(0)
         failures = [json.loads(line) for line in log if line.strip()]
+    for worker in factory.workers:
+        failures += worker.failures_elsewhere(failures)
     return result, failures
 
 
