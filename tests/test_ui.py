@@ -56,10 +56,17 @@ class UI:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def request(
-        self, method: str, path: str, form: dict[str, str] | None = None, cookie: str = ""
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
+        cookie: str = "",
+        host: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         headers = {"Cookie": cookie} if cookie else {}
+        if host is not None:
+            headers["Host"] = host
         body = None
         if form is not None:
             body = urllib.parse.urlencode(form)
@@ -224,6 +231,65 @@ def test_promote_and_rollback_from_the_page_change_production(
     rollback = {"_xsrf": form["_xsrf"], "reason": "back again"}
     code, _, _ = server.request("POST", f"/models/{MODEL}/rollback", rollback, cookie)
     assert code == 303 and production(registry_dir, MODEL) == before
+
+
+def _xsrf(server: UI, path: str) -> tuple[str, str]:
+    """The form token of a page and the cookie that goes with it."""
+    code, headers, body = server.request("GET", path)
+    token = re.search(rb'name="_xsrf" value="([^"]+)"', body)
+    assert code == 200 and token is not None, body[-2000:]
+    return token.group(1).decode(), headers["Set-Cookie"].split(";")[0]
+
+
+def test_a_registry_on_s3_is_browsed_promoted_and_rolled_back_like_a_local_one(
+    built: dict[str, Any], ui: Any, s3_endpoint: Any
+):
+    bucket = s3_endpoint.bucket()
+    client = s3_endpoint.client()
+    local = built["folder"] / "registry"
+    for path in local.rglob("*"):
+        if path.is_file() and path.name != ".lock":
+            client.upload_file(str(path), bucket, f"reg/{path.relative_to(local).as_posix()}")
+    server = ui("--registry", f"s3://{bucket}/reg", "--allow-changes")
+    v1, v2 = built["v1"], built["v2"]
+    current = production(local, MODEL)
+    other = v1 if current == v2 else v2
+    assert current in server.page("/")
+    page = server.page(f"/models/{MODEL}/versions/{other}")
+    assert "accuracy &gt;= 0.9" in page and "Promote to production" in page
+    plots = re.findall(r'<img class="plot" src="([^"]+)"', page)
+    code, headers, body = server.request("GET", plots[0])
+    assert code == 200 and headers["Content-Type"] == "image/png" and body[:4] == b"\x89PNG"
+
+    def pointer() -> str:
+        body = client.get_object(Bucket=bucket, Key=f"reg/{MODEL}/production.json")["Body"]
+        return str(json.loads(body.read())["version"])
+
+    token, cookie = _xsrf(server, f"/models/{MODEL}/versions/{other}")
+    form = {"_xsrf": token, "version": other, "reason": "on s3"}
+    code, _, body = server.request("POST", f"/models/{MODEL}/promote", form, cookie)
+    assert code == 303, body[-2000:]
+    assert pointer() == other
+    assert "on s3" in server.page(f"/models/{MODEL}")
+    form = {"_xsrf": token, "reason": "back on s3"}
+    code, _, body = server.request("POST", f"/models/{MODEL}/rollback", form, cookie)
+    assert code == 303, body[-2000:]
+    assert pointer() == current
+    log = client.get_object(Bucket=bucket, Key=f"reg/{MODEL}/promotions.jsonl")["Body"].read()
+    reasons = [json.loads(line).get("reason") for line in log.decode().splitlines()]
+    assert reasons[-2:] == ["on s3", "back on s3"]
+
+
+def test_on_loopback_it_answers_only_to_loopback_host_names(built: dict[str, Any], ui: Any):
+    # A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) reads nothing.
+    server = ui("--registry", str(built["folder"] / "registry"))
+    for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}", "[::1]"):
+        assert server.request("GET", "/", host=host)[0] == 200, host
+    for host in (f"rebind.example:{server.port}", "10.1.2.3", "127.0.0.1.example"):
+        for path in ("/", f"/models/{MODEL}", "/nope"):
+            code, _, body = server.request("GET", path, host=host)
+            assert code == 403 and b"answers only to a loopback host name" in body, host
+            assert MODEL.encode() not in body
 
 
 def test_changes_are_refused_on_a_public_address_without_allow_remote_changes(

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 
@@ -660,6 +661,20 @@ class _Handler(tornado.web.RequestHandler):
     def initialize(self, site: Site) -> None:
         self.site = site
 
+    def prepare(self) -> None:
+        # On loopback, a page may only be asked for by a loopback name: a web page elsewhere
+        # that points its own host name at 127.0.0.1 (DNS rebinding) cannot read the registry.
+        if self.application.settings.get("loopback_only"):
+            name = tornado.httputil.split_host_and_port(self.request.host)[0]
+            if not is_loopback(name):
+                self.error_page(
+                    403,
+                    "forbidden",
+                    f"this mlcd ui listens on loopback and answers only to a loopback host "
+                    f"name (127.0.0.1, localhost), not {self.request.host!r}; to reach it by "
+                    "another name, start it with --host",
+                )
+
     async def answer(self, build: Callable[..., str], *args: str) -> None:
         """Build the page off the event loop (a registry read may wait on S3), then send it."""
         loop = asyncio.get_running_loop()
@@ -784,7 +799,7 @@ class RollbackHandler(_ChangeHandler):
         await self.change(rollback, name)
 
 
-def make_app(site: Site) -> tornado.web.Application:
+def make_app(site: Site, *, loopback_only: bool = False) -> tornado.web.Application:
     seg = r"([^/]+)"
     routes: list[Any] = [
         (r"/", IndexHandler),
@@ -800,6 +815,7 @@ def make_app(site: Site) -> tornado.web.Application:
     return tornado.web.Application(
         [(pattern, handler, {"site": site}) for pattern, handler in routes],
         xsrf_cookies=True,
+        loopback_only=loopback_only,
         default_handler_class=_NotFoundHandler,
         default_handler_args={"site": site},
         log_function=lambda handler: None,
@@ -808,6 +824,9 @@ def make_app(site: Site) -> tornado.web.Application:
 
 class _NotFoundHandler(_Handler):
     def prepare(self) -> None:
+        super().prepare()
+        if self._finished:
+            return
         self.error_page(404, "not found", f"no page {self.request.path}")
 
 
@@ -837,7 +856,7 @@ async def _serve(site: Site, host: str, port: int) -> int:
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port "
             "(0 picks a free one), or stop the process holding it"
         ) from None
-    server = tornado.httpserver.HTTPServer(make_app(site))
+    server = tornado.httpserver.HTTPServer(make_app(site, loopback_only=is_loopback(host)))
     server.add_sockets(sockets)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
