@@ -14,11 +14,16 @@ from luigi.task import flatten
 
 from mlcd import storage
 from mlcd.config import PipelineConfig, load_config
-from mlcd.errors import GateFailed, MlcdError, PipelineFailed, StorageError
+from mlcd.errors import DataError, GateFailed, MlcdError, PipelineFailed, StorageError
 from mlcd.fingerprint import task_identity
 
 # Written last into a task's folder; see PipelineTask._seal.
 SEAL = "_SUCCESS.json"
+
+
+class SourcePending(DataError):
+    """The run date's source partition, which the run waits for (``source.wait``), is not
+    there yet: the identities computed from it cannot be known, so no such task is complete."""
 
 
 class ConfigPath(luigi.Parameter):
@@ -87,6 +92,10 @@ class PipelineTask(luigi.Task):
         self._written: dict[str, tuple[str, dict[str, Any]]] = {}
         self._result = "done"
         self._blocked: GateFailed | None = None
+        if self.__dict__.pop("_source_pending", False) and self._complete():
+            self.__dict__["_found_complete"] = True  # nothing new: nothing to announce
+            self.progress(100, "already complete: its source held data seen before")
+            return
         with _cpu_share():
             self.produce()
         self._seal()
@@ -209,10 +218,15 @@ class PipelineTask(luigi.Task):
         sealed (their folder is named by their inputs), so a True answer is kept."""
         try:
             return self._complete()
+        except SourcePending:
+            # Computed from a partition the run waits for (tasks.WaitForSource): looked at
+            # again when it runs, as the partition may hold data seen before.
+            self.__dict__["_source_pending"] = True
+            return False
         except MlcdError as exc:
             # Luigi keeps only the traceback of an error while scheduling; mlcd run reports
             # this one (an unreachable bucket, a missing source) by its kind and exit code.
-            _record_failure(self, exc)
+            _record_failure(self, exc, during="scheduling")
             raise
 
     def _complete(self) -> bool:
@@ -315,8 +329,10 @@ def _announce_time(task: PipelineTask, seconds: float) -> None:
 
 
 @PipelineTask.event_handler(luigi.Event.FAILURE)
-def _record_failure(task: PipelineTask, exception: BaseException) -> None:
-    """Keep the failure's kind and exit code where ``mlcd run`` finds it (in any worker process)."""
+def _record_failure(task: PipelineTask, exception: BaseException, during: str = "run") -> None:
+    """Keep the failure's kind and exit code where ``mlcd run`` finds it (in any worker process);
+    ``during``: "run" (the task ran and failed: it sent its notification, tasks/notify.py) or
+    "scheduling" (its completeness could not be known)."""
     if isinstance(exception, MlcdError):
         kind, code, message = exception.kind, exception.exit_code, str(exception)
     else:
@@ -325,10 +341,22 @@ def _record_failure(task: PipelineTask, exception: BaseException) -> None:
     path = os.environ.get(FAILURE_LOG_ENV)
     if path:
         line = json.dumps(
-            {"task": task.label(), "kind": kind, "exit_code": code, "message": message}
+            {
+                "task": task.label(),
+                "kind": kind,
+                "exit_code": code,
+                "message": message,
+                "date": task.date.isoformat(),
+                "during": during,
+            }
         )
         with open(path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+# For the tasks of other modules that are not pipeline tasks (tasks.data.WaitForSource).
+say = _say
+record_failure = _record_failure
 
 
 @PipelineTask.event_handler(luigi.Event.SUCCESS)

@@ -3,14 +3,94 @@ validate the split."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import time
 from typing import Any
 
-from mlcd import columns, data, gates, training
-from mlcd.config import SourceConfig
-from mlcd.errors import StorageError
+import luigi
+
+from mlcd import columns, data, gates, storage, training
+from mlcd.config import SourceConfig, load_config
+from mlcd.config.model import format_duration
+from mlcd.errors import MlcdError, SourceNotReady, StorageError
 from mlcd.fingerprint import sha256_bytes
-from tasks.base import PipelineTask, report_url, require_passed
+from tasks.base import (
+    ConfigPath,
+    PipelineTask,
+    SourcePending,
+    record_failure,
+    report_url,
+    require_passed,
+    say,
+)
+
+
+class SourcePartition(luigi.ExternalTask):
+    """The run date's source file (``source.path`` with ``{date}`` filled in), written by
+    someone else: complete when it exists."""
+
+    config_path = ConfigPath(description="the pipeline config (YAML)")
+    date = luigi.DateParameter(description="the run date: the partition's day")
+
+    @property
+    def location(self) -> str:
+        path = load_config(self.config_path).source.for_date(self.date).path
+        assert path is not None, "a bundled dataset has no partition"
+        return path
+
+    def output(self) -> storage.ObjectTarget:
+        return storage.target(self.location)
+
+
+class WaitForSource(SourcePartition):
+    """``source.wait``: waits in the graph for the partition to appear, looking every
+    ``poll``, and fails with SourceNotReady (exit 12) after ``timeout`` (docs/triggers.md).
+
+    A task that runs rather than an external task that Luigi retries: Luigi would mark an
+    absent external dependency FAILED (``retry_external_tasks``), which ends ``mlcd run``'s
+    worker, or leave it pending forever (keep_alive). Running, it shows in the web UI with
+    what it waits for and until when, and luigid hands it to one worker only."""
+
+    def label(self) -> str:
+        return str(self.get_task_family())
+
+    def on_failure(self, exception: BaseException) -> str:
+        """The web UI's error: mlcd's one line (the location and the key to change)."""
+        if isinstance(exception, MlcdError):
+            return f"{exception.kind}: {exception}"
+        return str(super().on_failure(exception))
+
+    # ExternalTask.run is None (not runnable); this subclass runs: it is the wait.
+    def run(self) -> None:  # type: ignore[override]
+        wait = load_config(self.config_path).source.wait
+        assert wait is not None
+        where, started = self.location, time.monotonic()
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=wait.timeout)
+        message = (
+            f"waiting for the source of {self.date.isoformat()}, {where}, until "
+            f"{until:%Y-%m-%d %H:%M:%S} UTC (source.wait.timeout {format_duration(wait.timeout)}, "
+            f"checking every {format_duration(wait.poll)})"
+        )
+        say(message)
+        self.set_status_message(message)
+        while not self.output().exists():
+            left = wait.timeout - (time.monotonic() - started)
+            if left <= 0:
+                raise SourceNotReady(
+                    f"the source of {self.date.isoformat()}, {where}, did not appear within "
+                    f"{format_duration(wait.timeout)}; nothing was published. Write the "
+                    "partition and run again, or wait longer: raise source.wait.timeout in "
+                    "the config"
+                )
+            time.sleep(min(wait.poll, left))
+        waited = format_duration(time.monotonic() - started)
+        say(f"the source of {self.date.isoformat()} is there after {waited}: {where}")
+        self.set_status_message(f"{where} appeared after {waited}")
+
+
+# mlcd run finds the failure's kind and exit code (12) where the pipeline tasks leave theirs.
+WaitForSource.event_handler(luigi.Event.FAILURE)(record_failure)
 
 
 class ExtractData(PipelineTask):
@@ -55,12 +135,31 @@ class ExtractData(PipelineTask):
         roles: dict[str, dict[str, str]] = self.read_json("extract.json")["roles"]
         return roles
 
+    def requires(self) -> Any:
+        # With source.wait, the run waits in the graph for the day's partition; without it a
+        # missing partition is a data error before anything runs (exit 4), as it always was.
+        if self.cfg.source.wait is None:
+            return []
+        return WaitForSource(config_path=self.config_path, date=self.date)
+
     def source(self) -> SourceConfig:
         return self.cfg.source.for_date(self.date)
 
+    def source_present(self) -> bool:
+        """Whether the source can be read now (a bundled dataset always can)."""
+        source = self.source()
+        return source.path is None or storage.exists(source.path)
+
     @functools.cached_property
     def source_fingerprint(self) -> dict[str, Any]:
-        """Taken once per run: the source the run's identities were computed from."""
+        """Taken once per run: the source the run's identities were computed from. Before a
+        partition that the run waits for (source.wait) has appeared: SourcePending, and every
+        task computed from it is not complete yet."""
+        if self.cfg.source.wait is not None and not self.source_present():
+            raise SourcePending(
+                f"source file {self.source().path!r} has not appeared yet; `mlcd run` waits "
+                "for it (source.wait) before anything computed from it can be known"
+            )
         return data.source_fingerprint(self.source())
 
     def identity_params(self) -> Any:

@@ -9,6 +9,7 @@ import luigi
 
 from mlcd import data, gates, registry, storage
 from mlcd.errors import StorageError
+from mlcd.monitoring import profile
 from tasks.base import ConfigPath, PipelineTask, require_passed
 from tasks.data import ExtractData, SplitData, ValidateData, ValidateSplit
 from tasks.manifest import build_manifest
@@ -79,6 +80,7 @@ class PublishModel(PipelineTask):
             target=cfg.target,
             task=cfg.task,
             test=data.read_parquet(self.input()["split"]["test.parquet"].path),
+            profile=self._profile(chain["evaluate"]),
         )
         self.progress(60, f"publishing version {self.version}")
         created, promoted = registry.release(
@@ -114,6 +116,21 @@ class PublishModel(PipelineTask):
         self.result(
             f"version {self.version} of {cfg.name} (candidate {chosen}): {what}"
             + (", now in production" if promoted else "; production unchanged")
+        )
+
+    def _profile(self, evaluate: EvaluateModel) -> bytes:
+        """The reference profile of the training split and of the test-set predictions, which
+        ``mlcd monitor`` measures drift against (docs/monitoring.md)."""
+        cfg = self.cfg
+        self.progress(30, "profiling the training data")
+        return profile.to_bytes(
+            profile.build(
+                data.read_parquet(self.input()["split"]["train.parquet"].path),
+                self.requires()["data"].roles(),
+                target=cfg.target,
+                task=cfg.task,
+                predictions=data.read_parquet(evaluate.path("predictions.parquet")),
+            )
         )
 
     def _manifest(self, chosen: str, metrics: dict[str, Any]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ VERSION_FILES = [
     "plots/confusion_matrix.png",
     "plots/roc_curve.png",
     "predictions.parquet",
+    "profile.json",
     "reports/data_integrity.html",
     "reports/model_evaluation.html",
     "reports/train_test.html",

@@ -249,6 +249,10 @@ def render(report: dict[str, Any]) -> str:
     published = report["published"]
     if published:
         what = "published and promoted" if published["promoted"] else "already published"
+        if not published["promoted"] and "PublishModel" in report["ran"]:
+            # production holds a later run date's version (a backfill), or this one was rolled
+            # back: a run never moves production back (docs/triggers.md)
+            what = "published; production unchanged"
         lines.append(f"  version {published['version']}: {what} at {published['location']}")
     production = report["production"]
     if production:

@@ -91,7 +91,56 @@ def run(
     local_scheduler: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline of ``config`` for ``date``: the run's report (``mlcd.app.report``).
-    TaskFailed or PipelineFailed, carrying the report, when it did not complete."""
+    TaskFailed or PipelineFailed, carrying the report, when it did not complete; a failure no
+    task has notified (it happened before any task ran) is sent as ``run_failed`` here."""
+    try:
+        return _run(
+            config,
+            date,
+            workers=workers,
+            scheduler_host=scheduler_host,
+            scheduler_port=scheduler_port,
+            local_scheduler=local_scheduler,
+        )
+    except MlcdError as exc:
+        _notify_failure(config, date, exc)
+        raise
+
+
+def _notify_failure(config: str, date: dt.date, error: MlcdError) -> None:
+    """``run_failed`` for a run that failed before any task ran (a failed task sent its own:
+    tasks/notify.py)."""
+    from mlcd import notify
+    from mlcd.config import load_config
+
+    failures = (error.report or {}).get("failures") or []
+    if any(f.get("during", "run") == "run" for f in failures):
+        return
+    try:
+        cfg: Any = load_config(config)
+        name = cfg.name
+    except MlcdError:
+        cfg, name = None, os.path.basename(config)  # a bad config: luigi.cfg's webhooks
+    details = {
+        "run_date": date.isoformat(),
+        "kind": error.kind,
+        "exit_code": error.exit_code,
+        "message": str(error),
+        "config": config,
+    }
+    text = f"mlcd: {name} ({date.isoformat()}) failed: {error.kind}: {error}"
+    notify.send("run_failed", name, text, details, config=cfg)
+
+
+def _run(
+    config: str,
+    date: dt.date,
+    *,
+    workers: int,
+    scheduler_host: str | None,
+    scheduler_port: int | None,
+    local_scheduler: bool,
+) -> dict[str, Any]:
     from mlcd import data
     from mlcd.config import load_config
 
@@ -101,8 +150,9 @@ def run(
     _hide_known_errors()
     # A missing source or a column the config names but the data lacks ends here too, in one
     # line: the source is looked at only when it would be extracted (the task Luigi checks next).
+    # A source the run waits for (source.wait) is checked by ExtractData once it is there.
     extract = tasks.ExtractData(config_path=config, date=date)
-    if not extract.complete():
+    if not extract.complete() and extract.source_present():
         data.check_columns(cfg, data.source_columns(extract.source()))
     root = tasks.RetrainPipeline(config_path=config, date=date)
     if not root.complete():  # an S3 store that would let writers race ends here, before work
@@ -205,22 +255,76 @@ def record_run(
     """Write the run's manifest to ``<workspace>/runs/<run-id>/``; its path (None, with a
     warning, if it cannot be written: the run's own outcome stands)."""
     from mlcd import lineage
+    from tasks.base import SourcePending
     from tasks.manifest import run_manifest
 
+    kwargs: dict[str, Any] = {
+        "run_id": run_id,
+        "started_at": started_at,
+        "exit_code": exit_code,
+        "scheduler": scheduler,
+        "workers": workers,
+    }
     try:
-        manifest = run_manifest(
-            root,
-            report,
-            run_id=run_id,
-            started_at=started_at,
-            exit_code=exit_code,
-            scheduler=scheduler,
-            workers=workers,
-        )
+        try:
+            manifest = run_manifest(root, report, **kwargs)
+        except SourcePending:
+            manifest = _manifest_before_source(root, report, **kwargs)
         return lineage.write_run_manifest(root.requires().cfg.workspace, manifest)
     except Exception as exc:
         print(f"mlcd: warning: run {run_id}'s manifest was not written: {exc}", file=sys.stderr)
         return None
+
+
+def _manifest_before_source(
+    root: Any,
+    report: dict[str, Any],
+    *,
+    run_id: str,
+    started_at: dt.datetime,
+    exit_code: int,
+    scheduler: dict[str, Any],
+    workers: int,
+) -> dict[str, Any]:
+    """The manifest of a run whose source never appeared (source.wait): no task's identity can
+    be known without the source, so it records the run, the config and the failure only."""
+    from mlcd import __version__
+    from mlcd.fingerprint import digest, environment
+    from mlcd.lineage.records import MANIFEST_FORMAT
+
+    cfg = root.requires().cfg
+    finished = dt.datetime.now(dt.UTC)
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "kind": "run",
+        "run_id": run_id,
+        "model": cfg.name,
+        "run_date": root.date.isoformat(),
+        "command": list(sys.argv),
+        "config_path": str(root.config_path),
+        "config": cfg.public_dict(),
+        "config_digest": digest(cfg.public_dict()),
+        "source_fingerprint": None,
+        "snapshot_sha256": None,
+        "snapshot": None,
+        "tasks": {},
+        "environment": {"mlcd": __version__, **environment()},
+        "status": "failed",
+        "exit_code": exit_code,
+        "started_at": started_at.isoformat(timespec="milliseconds"),
+        "finished_at": finished.isoformat(timespec="milliseconds"),
+        "seconds": round((finished - started_at).total_seconds(), 3),
+        "scheduler": "local"
+        if scheduler.get("local_scheduler", True)
+        else f"{scheduler.get('scheduler_host')}:{scheduler.get('scheduler_port', 8082)}",
+        "workers": workers,
+        "ran": list(report.get("ran") or []),
+        "already_complete": list(report.get("already_complete") or []),
+        "failed": list(report.get("failed") or []),
+        "failures": list(report.get("failures") or []),
+        "version": None,
+        "published": None,
+    }
 
 
 def _record_unstarted(

@@ -3,21 +3,28 @@ answer, for ``mlcd predict`` (files) and ``mlcd serve`` (JSON rows)."""
 
 from __future__ import annotations
 
+import io
+import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlcd.errors import DataError
+from mlcd import storage
+from mlcd.errors import DataError, UsageError
 from mlcd.registry import LoadedVersion
 from mlcd.training import predict
 
 BODY_HELP = 'the body is a JSON object {"rows": [{"<column>": <value>, ...}, ...]}'
 
 
-def _score(loaded: LoadedVersion, x: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+def _score(
+    loaded: LoadedVersion, x: pd.DataFrame, with_proba: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
     try:
+        if not with_proba:
+            return loaded.model.predict(x), None
         return predict(loaded.model, x)
     except (ValueError, TypeError) as exc:  # e.g. NaN where the estimator takes none
         raise DataError(
@@ -89,12 +96,52 @@ def predict_rows(loaded: LoadedVersion, body: Any) -> dict[str, Any]:
     return answer
 
 
+def predictions_only(loaded: LoadedVersion, rows: Any) -> list[Any]:
+    """The predictions alone (no probabilities: half the work of a forest) for JSON ``rows``,
+    as POST /predict would answer them: what a shadow version needs."""
+    x = loaded.schema.frame_from_records(
+        rows, hint=f"GET /version describes the model; {BODY_HELP}"
+    )
+    return _json_list(_score(loaded, x, with_proba=False)[0])
+
+
 def unseen_note(unseen: dict[str, int]) -> list[str]:
     """One note for the categories training never saw (the model treats them as unknown)."""
     if not unseen:
         return []
     counts = ", ".join(f"{column}: {n}" for column, n in unseen.items())
     return [f"values training never saw, scored as unknown categories: {counts}"]
+
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def table_format(path: str, flag: str) -> str:
+    """``csv`` or ``parquet``, by the file's suffix (UsageError naming ``flag`` otherwise)."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"{flag} {path!r}: give a .csv or .parquet file")
+    return FORMATS[suffix]
+
+
+def read_table(path: str, flag: str, dtypes: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A CSV or Parquet file (local or s3://) as a frame, with ``dtypes`` for a CSV's columns
+    and floats read back exactly; DataError naming ``flag`` when it is missing, unreadable or
+    empty."""
+    fmt = table_format(path, flag)
+    if not storage.exists(path):
+        raise DataError(f"{flag} {path!r} does not exist")
+    raw = storage.read_bytes(path)
+    try:
+        if fmt == "csv":
+            frame = pd.read_csv(io.BytesIO(raw), dtype=dtypes or None, float_precision="round_trip")
+        else:
+            frame = pd.read_parquet(io.BytesIO(raw))
+    except Exception as exc:
+        raise DataError(f"{flag} {path!r} cannot be read as {fmt}: {exc}".splitlines()[0]) from None
+    if frame.empty:
+        raise DataError(f"{flag} {path!r} has no rows")
+    return frame
 
 
 def _plain(value: Any) -> Any:

@@ -7,6 +7,10 @@ scores its input example, and swaps a single reference. A request reads that ref
 it finishes with the model it started with, and no request waits for or fails on a swap. A
 version that cannot be loaded (tampered, missing) is not swapped in: the service keeps the
 model it has and says so on /health.
+
+What a request scored goes to the prediction log (mlcd/monitoring/predlog.py) after its answer
+is sent, by appending to a bounded queue; a shadow version scores the same rows on its own
+thread (``Shadow``) from another bounded queue. Neither can slow, fail or change an answer.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import queue
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,12 +36,14 @@ from mlcd import registry
 from mlcd.app import scoring
 from mlcd.app.addresses import is_loopback, url
 from mlcd.errors import MlcdError, StorageError, UsageError
+from mlcd.monitoring import predlog
 
 MAX_BODY = 64 * 1024 * 1024
 # A version that failed to load is tried again after this long, or as soon as it is promoted
 # again (versions are immutable, so only a repaired folder makes a retry succeed).
 RETRY_AFTER = 30.0
 DRAIN_SECONDS = 10.0
+SHADOW_QUEUE = 256  # requests waiting for the shadow; more are not shadowed (and counted)
 ROUTES = "the service has POST /predict, GET /health, GET /version"
 
 
@@ -214,16 +222,141 @@ class ModelWatcher:
         }
 
 
+class Shadow:
+    """A second version scoring, off the request path, the rows production answered.
+
+    The handler hands over a request's rows and production's predictions (``submit`` never
+    waits: when SHADOW_QUEUE requests are waiting the request is not shadowed, and counted); a
+    thread scores them with the shadow version, counts agreement, and records both in the
+    prediction log. Its errors are counted and shown on /health, never sent to a client."""
+
+    def __init__(self, loaded: registry.LoadedVersion, log: predlog.PredictionLog | None) -> None:
+        self.loaded = loaded
+        self.log = log
+        self._queue: queue.Queue[tuple[list[Any], list[Any], str, str] | None] = queue.Queue(
+            SHADOW_QUEUE
+        )
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.rows = 0
+        self.agreed = 0
+        self.errors = 0
+        self.skipped_requests = 0
+        self.last_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="mlcd-shadow", daemon=True)
+        self._thread.start()
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    def submit(self, rows: list[Any], predictions: list[Any], version: str, request: str) -> bool:
+        try:
+            self._queue.put_nowait((rows, predictions, version, request))
+            return True
+        except queue.Full:
+            with self._lock:
+                self.skipped_requests += 1
+            return False
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                self._score(*item)
+            except Exception:  # the thread must outlive any surprise; counted on /health
+                _log("unexpected error in the shadow:")
+                traceback.print_exc()
+
+    def _score(self, rows: list[Any], predictions: list[Any], version: str, request: str) -> None:
+        try:
+            shadow = scoring.predictions_only(self.loaded, rows)
+            agrees: list[bool | None] = list(predlog.agreement(predictions, shadow))
+            problem = None
+        except Exception as exc:  # a shadow that cannot score these rows: counted, not raised
+            problem = str(exc) if isinstance(exc, MlcdError) else f"{type(exc).__name__}: {exc}"
+            shadow, agrees = [None] * len(rows), [None] * len(rows)
+        if self.log is not None:  # logged before it is counted: /health never runs ahead
+            result = predlog.ShadowResult(self.version, shadow, agrees)
+            self.log.record(
+                rows,
+                predictions,
+                version=version,
+                source="serve",
+                request_id=request,
+                shadow=result,
+            )
+        with self._lock:
+            first = problem is not None and self.errors == 0
+            self.requests += 1
+            if problem is None:
+                self.rows += len(rows)
+                self.agreed += sum(1 for a in agrees if a)
+            else:
+                self.errors += 1
+                self.last_error = problem
+        if first:
+            _log(
+                f"shadow version {self.version} failed on a request (counted on /health): {problem}"
+            )
+
+    def stop(self, timeout: float = DRAIN_SECONDS) -> None:
+        """Score what is queued (up to ``timeout``), then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(timeout)
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "version": self.version,
+                "requests": self.requests,
+                "rows": self.rows,
+                "agreed_rows": self.agreed,
+                "agreement": round(self.agreed / self.rows, 6) if self.rows else None,
+                "errors": self.errors,
+                "not_shadowed_requests": self.skipped_requests,
+                "last_error": self.last_error,
+            }
+
+
+def load_shadow(publish: str, name: str, text: str) -> registry.LoadedVersion:
+    """The ``--shadow`` version, verified, loaded and tried on its input example; one line
+    naming the version when it cannot be."""
+    try:
+        version = registry.resolve_version(publish, name, text)
+        loaded = registry.load_version(publish, name, version)
+        if loaded.example:
+            scoring.predict_rows(loaded, {"rows": loaded.example})
+    except MlcdError as exc:
+        exc.args = (f"--shadow {text}: {exc}",)
+        raise
+    return loaded
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # idle keep-alive connections do not hold up the exit
     block_on_close = False  # in-flight requests are drained by serve() instead
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], watcher: ModelWatcher, access_log: bool):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        watcher: ModelWatcher,
+        access_log: bool,
+        log: predlog.PredictionLog | None = None,
+        shadow: Shadow | None = None,
+    ):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.watcher = watcher
+        self.log = log
+        self.shadow = shadow
         self.access_log = access_log
         self._active = 0
         self._active_lock = threading.Lock()
@@ -242,6 +375,23 @@ class _Server(ThreadingHTTPServer):
     @property
     def active(self) -> int:
         return self._active
+
+    def health(self) -> dict[str, Any]:
+        out = self.watcher.health()
+        log = self.log.stats() if self.log is not None else None
+        out["prediction_log"] = log
+        out["shadow"] = self.shadow.health() if self.shadow is not None else None
+        if log is not None and log["error"] and out["status"] == "ok":
+            out["status"] = "degraded"
+        return out
+
+    def record(self, rows: list[Any], answer: dict[str, Any], version: str, request: str) -> None:
+        """After the answer is sent: the shadow's queue, or straight to the log."""
+        predictions = answer["predictions"]
+        if self.shadow is not None and self.shadow.submit(rows, predictions, version, request):
+            return
+        if self.log is not None:
+            self.log.record(rows, predictions, version=version, source="serve", request_id=request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         exc = sys.exc_info()[1]
@@ -289,9 +439,21 @@ class _Handler(BaseHTTPRequestHandler):
             path = self._route()
             watcher = self.server.watcher
             if path == "/health":
-                self._json(200, watcher.health())
+                self._json(200, self.server.health())
             elif path == "/version":
-                self._json(200, watcher.current.describe())
+                described = watcher.current.describe()
+                shadow = self.server.shadow
+                if shadow is not None:
+                    manifest = shadow.loaded.manifest
+                    described["shadow"] = {
+                        **shadow.health(),
+                        "created_at": manifest.get("created_at"),
+                        "estimator": registry.estimator_of(manifest)[0],
+                        "model_sha256": shadow.loaded.model_sha256,
+                    }
+                else:
+                    described["shadow"] = None
+                self._json(200, described)
             elif path == "/predict":
                 self._json(405, {"error": "use POST /predict"}, {"Allow": "POST"})
             else:
@@ -326,7 +488,13 @@ class _Handler(BaseHTTPRequestHandler):
                 traceback.print_exc()
                 self._error(500, "internal error while predicting (see the service's log)")
                 return
-            self._json(200, answer)
+            request = uuid.uuid4().hex
+            self._json(200, answer, {"X-Mlcd-Request": request})
+            try:
+                self.server.record(payload["rows"], answer, deployed.version, request)
+            except Exception:  # the answer is sent; logging must never fail a request
+                _log("internal error while logging a request:")
+                traceback.print_exc()
 
     def _body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -366,17 +534,48 @@ def serve(
     version: str | None = None,
     poll_interval: float = 2.0,
     access_log: bool = False,
+    prediction_log: str | None = None,
+    log_sample_rate: str | float = 1.0,
+    log_flush_seconds: float = 5.0,
+    shadow: str | None = None,
 ) -> int:
-    """Run the service until SIGTERM or SIGINT; then finish the requests in flight."""
+    """Run the service until SIGTERM or SIGINT; then finish the requests in flight and write
+    what the prediction log holds. ``prediction_log``: a location, ``off``, or None for the
+    model's default location."""
     if poll_interval <= 0:
         raise UsageError(f"--poll-interval must be more than 0 seconds (got {poll_interval:g})")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0-65535 (got {port}); 0 picks a free port")
+    rate = predlog.check_sample_rate(log_sample_rate)
+    if log_flush_seconds <= 0:
+        raise UsageError(f"--log-flush-seconds must be more than 0 (got {log_flush_seconds:g})")
+    location = None
+    if prediction_log != predlog.OFF:
+        registry.require_model(publish, name)
+        location = predlog.check_location(prediction_log or predlog.default_location(publish, name))
     watcher = ModelWatcher(publish, name, version=version, poll_interval=poll_interval)
     first = watcher.start()
+    shadow_version = load_shadow(publish, name, shadow) if shadow is not None else None
+    if shadow_version is not None and shadow_version.version == first.version:
+        raise UsageError(
+            f"--shadow {shadow}: version {first.version} is the one being served; shadow another"
+        )
+    log = None
+    if location is not None:
+        log = predlog.PredictionLog(
+            location,
+            sample_rate=rate,
+            flush_seconds=log_flush_seconds,
+            report=lambda line: _log(line.removeprefix("mlcd: ")),
+        )
+    runner = Shadow(shadow_version, log) if shadow_version is not None else None
     try:
-        server = _Server((host, port), watcher, access_log)
+        server = _Server((host, port), watcher, access_log, log, runner)
     except OSError as exc:
+        if runner is not None:
+            runner.stop()
+        if log is not None:
+            log.close()
         raise UsageError(
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port "
             "(0 picks a free one), or stop the process holding it"
@@ -398,9 +597,17 @@ def serve(
         if watcher.pinned
         else f"following production, checked every {poll_interval:g}s"
     )
+    extras = "".join(
+        [
+            f"; shadow version {runner.version}" if runner is not None else "",
+            f"; logging to {log.location}" + (f" (sample {rate:g})" if rate < 1 else "")
+            if log is not None
+            else "; prediction log off",
+        ]
+    )
     print(
         f"mlcd serve: model {name} version {first.version} on {url(host, bound)} "
-        f"(POST /predict, GET /health, GET /version; {follows})",
+        f"(POST /predict, GET /health, GET /version; {follows}{extras})",
         flush=True,
     )
     if not is_loopback(host):
@@ -420,6 +627,10 @@ def serve(
         while server.active and time.monotonic() < deadline:
             time.sleep(0.02)
         server.server_close()
+        if runner is not None:
+            runner.stop()
+        if log is not None:
+            log.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _log("stopped")

@@ -10,7 +10,7 @@ import os
 import sys
 
 from mlcd import __version__
-from mlcd.cli import models, production, run, runs, scoring, ui
+from mlcd.cli import backfill, models, monitor, production, run, runs, scoring, ui
 from mlcd.cli.common import one_line
 from mlcd.errors import MlcdError, exit_codes_text
 
@@ -24,12 +24,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mlcd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     run.add_commands(sub)  # run
+    backfill.add_commands(sub)  # backfill
     production.add_commands(
         models.add_commands(sub)
     )  # models: list, show; promote, rollback, history
     scoring.add_commands(sub)  # predict, serve
     runs.add_commands(sub)  # runs, lineage, reproduce, status
     ui.add_commands(sub)  # ui
+    monitor.add_commands(sub)  # monitor
     return parser
 
 

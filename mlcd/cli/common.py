@@ -35,6 +35,23 @@ def add_json(parser: Any, what: str = "JSON") -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what}")
 
 
+def add_workers_and_scheduler(parser: argparse.ArgumentParser) -> None:
+    """``--workers`` and where the scheduler is, as ``mlcd run`` and ``mlcd backfill`` take them."""
+    parser.add_argument(
+        "--workers", type=int, default=1, help="parallel worker processes (default: 1)"
+    )
+    sched = parser.add_mutually_exclusive_group()
+    sched.add_argument(
+        "--local-scheduler",
+        action="store_true",
+        help="use an in-process scheduler (the default unless luigi.cfg names one)",
+    )
+    sched.add_argument("--scheduler-host", help="luigid host (central scheduler)")
+    parser.add_argument(
+        "--scheduler-port", type=int, default=None, help="luigid port (default 8082)"
+    )
+
+
 def group(sub: Any, name: str, **kwargs: Any) -> Any:
     """A command with subcommands (``mlcd models``, ``mlcd runs``): alone, it prints its help."""
     parser = sub.add_parser(name, **kwargs)

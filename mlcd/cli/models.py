@@ -53,9 +53,25 @@ def add_commands(sub: Any) -> Any:
         "show",
         help="one version: metrics beside production's, gates, integrity, schema, promotions",
         description="Show a version (default: the one in production). VERSION may be a unique "
-        "prefix. Every artifact is re-hashed against the manifest.",
+        "prefix. Every artifact is re-hashed against the manifest. The shadow versions of the "
+        "prediction log are shown with their agreement; with --labels, each one's metrics "
+        "beside the served version's on the labelled rows.",
     )
     p.add_argument("spec", metavar="NAME[:VERSION]")
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="a CSV or Parquet file of true labels: the --label-id column and the model's "
+        "target column",
+    )
+    p.add_argument(
+        "--label-id", metavar="COLUMN", help="the id column joining --labels to logged rows"
+    )
+    p.add_argument(
+        "--prediction-log",
+        metavar="LOCATION",
+        help="the prediction log to read (default: <registry>/NAME/predictions)",
+    )
     add_location(p)
     add_json(p)
     p.set_defaults(handler=cmd_models_show)
@@ -174,6 +190,14 @@ def cmd_models_show(args: argparse.Namespace) -> int:
 
     publish = publish_root(args)
     name, wanted = _split_spec(args.spec)
+    if args.labels and not args.label_id:
+        from mlcd.errors import UsageError
+
+        raise UsageError("--labels needs --label-id COLUMN: the id column that joins the labels")
+    if args.label_id and not args.labels:
+        from mlcd.errors import UsageError
+
+        raise UsageError("--label-id needs --labels FILE: the file of true labels")
     registry.require_model(publish, name)
     pointer, pointer_problem = pointer_or_problem(publish, name)
     records, log_problems = registry.read_log(publish, name)
@@ -213,6 +237,13 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         "schema": schema,
         "promotion_records": involved,
     }
+    log_problem = None
+    try:
+        result["shadow"] = _shadow(publish, name, args, schema, prod_info or info)
+    except StorageError as exc:
+        if args.labels:
+            raise
+        result["shadow"], log_problem = None, str(exc)
     if args.json:
         print_json(result)
     else:
@@ -228,7 +259,97 @@ def cmd_models_show(args: argparse.Namespace) -> int:
         )
     if pointer_problem:
         raise StorageError(pointer_problem)
+    if log_problem:
+        raise StorageError(log_problem)
     return 0
+
+
+def _shadow(
+    publish: str,
+    name: str,
+    args: argparse.Namespace,
+    schema: dict[str, Any] | None,
+    served: dict[str, Any],
+) -> dict[str, Any]:
+    """The shadow evidence of the prediction log, and the metrics on --labels."""
+    from mlcd.app import scoring
+    from mlcd.errors import DataError
+    from mlcd.monitoring import predlog
+
+    location = args.prediction_log or predlog.default_location(publish, name)
+    location = predlog.check_location(location) if args.prediction_log else location
+    target = (schema or {}).get("target")
+    task = (schema or {}).get("task") or served["metrics"].get("task") or "classification"
+    extra = [args.label_id] if args.label_id else []
+    log = predlog.read(location, columns=[*predlog.SHADOW_COLUMNS, *extra])
+    rows = None
+    if args.labels:
+        if not target:
+            raise DataError(f"model {name!r} records no target column: labels cannot be matched")
+        labels = scoring.read_table(args.labels, "--labels", {args.label_id: str})
+        shadowed = log
+        if predlog.SHADOW_VERSION in log.columns:
+            shadowed = log[log[predlog.SHADOW_VERSION].notna()]
+        rows = predlog.labelled(shadowed, labels, args.label_id, str(target))
+    metrics = served.get("metrics") or {}
+    averaging = metrics.get("averaging")
+    evidence = predlog.shadow_evidence(
+        log,
+        rows,
+        task=str(task),
+        positive_label=metrics.get("positive_label"),
+        average=averaging if averaging in ("macro", "micro", "weighted") else "macro",
+    )
+    return {
+        "location": location,
+        "logged_rows": len(log),
+        "labels": args.labels,
+        "versions": evidence,
+    }
+
+
+def _shadow_text(shadow: dict[str, Any]) -> list[str]:
+    lines = ["", f"  prediction log {shadow['location']}: {shadow['logged_rows']} row(s)"]
+    if not shadow["versions"]:
+        lines.append("  shadow: none logged (`mlcd serve NAME --shadow VERSION` records one)")
+        return lines
+    rows = [
+        [
+            "  " + v["version"],
+            ", ".join(v["against"]) or "-",
+            str(v["rows"]),
+            "-" if v["agreement"] is None else f"{100 * v['agreement']:.2f}%",
+            str(v["errors"]),
+            time_text(v["first"]),
+            time_text(v["last"]),
+        ]
+        for v in shadow["versions"]
+    ]
+    header = ["  SHADOW", "AGAINST", "ROWS", "AGREEMENT", "ERRORS", "FIRST (UTC)", "LAST (UTC)"]
+    lines.append(table(rows, header))
+    for v in shadow["versions"]:
+        labelled = v["labelled"]
+        if labelled is None:
+            continue
+        lines.append("")
+        lines.append(
+            f"  shadow {v['version']} on {labelled['rows']} labelled row(s) of {shadow['labels']}:"
+        )
+        if not labelled["rows"]:
+            lines.append("    no logged row of this shadow has a label yet")
+            continue
+        rows = [
+            [
+                "    " + m["metric"],
+                num_text(m["served"]),
+                num_text(m["shadow"]),
+                signed_text(m["delta"]),
+                verdict_word(m["delta"], m["metric"]),
+            ]
+            for m in labelled["metrics"]
+        ]
+        lines.append(table(rows, ["    METRIC", "SERVED", "SHADOW", "DELTA", ""]))
+    return lines
 
 
 def _schema_summary(publish: str, name: str, version: str) -> dict[str, Any] | None:
@@ -357,4 +478,6 @@ def _show_text(result: dict[str, Any], prod: dict[str, Any] | None) -> str:
                 f"    {time_text(r.get('at'))}  {change_action(r)} {what} by {change_by(r)}: "
                 f"{r.get('reason', '')}"
             )
+    if result.get("shadow"):
+        lines.extend(_shadow_text(result["shadow"]))
     return "\n".join(lines)

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from mlcd.cli.common import DEFAULT_CONFIG, add_json, parse_date
+from mlcd.cli.common import DEFAULT_CONFIG, add_json, add_workers_and_scheduler, parse_date
 
 
 def add_commands(sub: Any) -> None:
@@ -23,17 +23,7 @@ def add_commands(sub: Any) -> None:
     run.add_argument(
         "--date", type=parse_date, default=None, help="run date, YYYY-MM-DD (default: today)"
     )
-    run.add_argument(
-        "--workers", type=int, default=1, help="parallel worker processes (default: 1)"
-    )
-    sched = run.add_mutually_exclusive_group()
-    sched.add_argument(
-        "--local-scheduler",
-        action="store_true",
-        help="use an in-process scheduler (the default unless luigi.cfg names one)",
-    )
-    sched.add_argument("--scheduler-host", help="luigid host (central scheduler)")
-    run.add_argument("--scheduler-port", type=int, default=None, help="luigid port (default 8082)")
+    add_workers_and_scheduler(run)
     add_json(run, "the summary as JSON")
     run.set_defaults(handler=cmd_run)
 

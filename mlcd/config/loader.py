@@ -94,6 +94,18 @@ def parse_config(data: Any, path: str, base: Path) -> PipelineConfig:
     }
     if cfg.source.path is not None:
         updates["source"] = cfg.source.model_copy(update={"path": _resolve(base, cfg.source.path)})
+    monitor = cfg.monitor
+    if monitor.log is not None or monitor.labels is not None:  # mlcd monitor's inputs
+        updates["monitor"] = monitor.model_copy(
+            update={
+                "log": None if monitor.log is None else _resolve(base, monitor.log),
+                "labels": None
+                if monitor.labels is None
+                else monitor.labels.model_copy(
+                    update={"path": _resolve(base, monitor.labels.path)}
+                ),
+            }
+        )
     cfg = cfg.model_copy(update=updates)
     from mlcd.storage import check_location
 

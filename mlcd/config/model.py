@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlcd.catalogue import METRICS, PRIMARY_METRIC, ROLES
+from mlcd.notify import check_events, check_url
 
 SKLEARN_DATASETS = ("breast_cancer", "wine", "iris", "diabetes", "digits")
 
@@ -25,12 +26,75 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds in ``value``: a number of seconds, or text such as ``90s``, ``15m``, ``6h``,
+    ``1h30m``, ``1d``; ValueError naming the accepted forms otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; give one like 60s, 15m, 6h or 1h30m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip().lower()
+        parts = list(_DURATION.finditer(text))
+        if not parts or "".join(p.group(0) for p in parts).replace(" ", "") != text.replace(
+            " ", ""
+        ):
+            raise ValueError(
+                f"{value!r} is not a duration; give one like 60s, 15m, 6h or 1h30m "
+                "(s, m, h, d), or a number of seconds"
+            )
+        seconds = sum(float(p.group(1)) * _UNIT_SECONDS[p.group(2)] for p in parts)
+    else:
+        raise ValueError(f"{value!r} is not a duration; give one like 60s, 15m, 6h or 1h30m")
+    if not seconds > 0:
+        raise ValueError(f"{value!r}: a duration must be more than 0 seconds")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """``6h``, ``1h30m``, ``45s``: the inverse of parse_duration, for messages."""
+    whole = int(round(seconds))
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            out += f"{whole // size}{unit}"
+            whole %= size
+    return out + (f"{whole}s" if whole or not out else "")
+
+
+class WaitConfig(_Strict):
+    """``source.wait``: how long a run waits for its day's source partition to appear, and
+    how often it looks (docs/triggers.md). Durations: 60s, 15m, 6h, 1h30m, or seconds."""
+
+    timeout: float
+    poll: float = 60.0
+
+    @field_validator("timeout", "poll", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _poll_within_timeout(self) -> WaitConfig:
+        if self.poll > self.timeout:
+            raise ValueError(
+                f"poll ({format_duration(self.poll)}) is longer than timeout "
+                f"({format_duration(self.timeout)}); poll more often than the wait lasts"
+            )
+        return self
+
+
 class SourceConfig(_Strict):
     """Where the raw data comes from: a bundled scikit-learn dataset, or a CSV/Parquet file."""
 
     dataset: str | None = Field(None, description="bundled scikit-learn dataset name")
     path: str | None = Field(None, description="CSV or Parquet file")
     format: Literal["csv", "parquet"] | None = None
+    wait: WaitConfig | None = None
 
     @field_validator("dataset")
     @classmethod
@@ -43,6 +107,11 @@ class SourceConfig(_Strict):
     def _one_source(self) -> SourceConfig:
         if (self.dataset is None) == (self.path is None):
             raise ValueError("give exactly one of 'dataset' (bundled) or 'path' (CSV/Parquet)")
+        if self.wait is not None and self.path is None:
+            raise ValueError(
+                "source.wait waits for a file to appear: it needs source.path, not a bundled "
+                "dataset; remove source.wait"
+            )
         if self.path is not None and self.format is None:
             suffix = Path(self.path).suffix.lower()
             fmt = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}.get(suffix)
@@ -165,6 +234,57 @@ class GatesConfig(_Strict):
     every_class: bool = True
 
 
+class DriftThresholds(_Strict):
+    """When a column of production's inputs has drifted from the training data: each test's
+    limit (``null``: the test is reported, never judged). See docs/monitoring.md."""
+
+    psi: float | None = Field(0.2, ge=0)
+    ks: float | None = Field(0.1, ge=0, le=1)
+    wasserstein: float | None = Field(0.1, ge=0)
+    chi_square_p: float | None = Field(0.01, ge=0, le=1)
+    null_rate: float | None = Field(0.1, ge=0, le=1)
+    unseen: float | None = Field(0.05, ge=0, le=1)
+
+
+class LabelsConfig(_Strict):
+    """Where the real outcomes of logged rows arrive: a CSV or Parquet file with the ``id``
+    column and the config's target column."""
+
+    path: str
+    id: str
+
+
+class MonitorConfig(_Strict):
+    """``mlcd monitor``: the drift thresholds, per-column overrides, the fewest logged rows
+    judged, where the prediction log and the labels are (docs/monitoring.md)."""
+
+    thresholds: DriftThresholds = DriftThresholds()
+    columns: dict[str, DriftThresholds] = Field(default_factory=dict)
+    prediction_psi: float | None = Field(0.2, ge=0)
+    min_rows: int = Field(200, ge=1)
+    log: str | None = None
+    labels: LabelsConfig | None = None
+    metric_tolerance: float = Field(0.05, ge=0)
+
+
+class NotifyConfig(_Strict):
+    """``notify``: the webhooks this pipeline's events are POSTed to (instead of luigi.cfg's
+    ``[mlcd] webhook_url``), and which events (default: all). See docs/triggers.md."""
+
+    webhooks: list[str] = Field(default_factory=list)
+    events: list[str] | None = None
+
+    @field_validator("webhooks")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        return [check_url(url) for url in value]
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_events(value)
+
+
 # The model a config without ``model`` or ``candidates`` trains: gradient boosting takes
 # missing values and categories natively, and balanced class weights make a classifier find a
 # rare class (docs/columns.md).
@@ -195,6 +315,8 @@ class PipelineConfig(_Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     validation: ValidationConfig = ValidationConfig()
     gates: GatesConfig = GatesConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    notify: NotifyConfig = NotifyConfig()
     workspace: str
     publish: str
 

@@ -3,8 +3,9 @@
 Layout under ``publish``::
 
     <name>/versions/<version>/   model.joblib, metrics.json, verdict.json, schema.json,
-                                 input_example.json, predictions.parquet, manifest.json,
-                                 plots/*.png, reports/*.html  (written whole, never changed)
+                                 input_example.json, predictions.parquet, profile.json,
+                                 manifest.json, plots/*.png, reports/*.html
+                                 (written whole, never changed)
     <name>/production.json       the production alias: which version, since when, by whom
                                  (replaced atomically)
     <name>/promotions.jsonl      append-only log of every change of production
@@ -44,6 +45,11 @@ SCHEMA_FILE = "schema.json"
 
 
 EXAMPLE_FILE = "input_example.json"
+
+
+# The reference profile of the training data (mlcd.monitoring.profile): what drift is measured
+# against, so that monitoring never reads the training set again.
+PROFILE_FILE = "profile.json"
 
 
 POINTER_FILE = "production.json"

@@ -157,11 +157,14 @@ def set_production(
     user: str | None = None,
     forced: bool = False,
     wait: float = RUN_LOCK_WAIT,
-) -> dict[str, Any]:
+    run_date: str | None = None,
+) -> dict[str, Any] | None:
     """Point production at ``version`` (one atomic replace) and log the change, under the lock.
 
     Used by PublishModel after a run passed every gate; people use ``promote`` and
-    ``rollback``, which check the version first."""
+    ``rollback``, which check the version first. With ``run_date`` (a run's, YYYY-MM-DD),
+    production does not go back in time: when it holds a version of a later run date, it is
+    left as it is and None is returned (a backfill of older dates, docs/triggers.md)."""
     with locked(publish, name, f"{action} {version}", wait):
         state = _read_state(publish, name)
         if state.pointer is not None and state.current == version:
@@ -169,6 +172,10 @@ def set_production(
             # instead of a second change of production from the version to itself.
             _recover(publish, name, state)
             return state.pointer
+        if run_date is not None and state.current is not None:
+            newer = _run_date(publish, name, state.current)
+            if newer is not None and newer > run_date:
+                return None
         pointer, _ = _move(
             publish,
             name,
@@ -182,6 +189,15 @@ def set_production(
             extra=extra,
         )
     return pointer
+
+
+def _run_date(publish: str, name: str, version: str) -> str | None:
+    """The run date recorded in a version's manifest (None when it has none or is unreadable)."""
+    try:
+        found = read_manifest(publish, name, version).get("run_date")
+    except StorageError:
+        return None
+    return found if isinstance(found, str) else None
 
 
 def check_promotable(publish: str, name: str, version: str, *, force: bool) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from mlcd import storage
-from mlcd.registry.layout import EXAMPLE_FILE, MODEL_FILE, SCHEMA_FILE
+from mlcd.registry.layout import EXAMPLE_FILE, MODEL_FILE, PROFILE_FILE, SCHEMA_FILE
 from mlcd.registry.production import ever_promoted
 from mlcd.registry.promote import set_production
 from mlcd.registry.versions import input_example, publish_version, read_manifest
@@ -27,9 +27,11 @@ def bundle(
     target: str,
     task: str,
     test: pd.DataFrame,
+    profile: bytes,
 ) -> dict[str, bytes]:
     """A version's files by relative path: the model, its metrics, predictions, verdict, plots,
-    the three deepchecks reports, its input schema and an input example."""
+    the three deepchecks reports, its input schema, an input example and the reference profile
+    of its training data (``mlcd.monitoring.profile``)."""
     files: dict[str, bytes] = {
         MODEL_FILE: model,
         "metrics.json": metrics,
@@ -52,6 +54,7 @@ def bundle(
     )
     # A few test rows in the body format of POST /predict (mlcd serve); see docs/serving.md.
     files[EXAMPLE_FILE] = input_example(test, train_info["features"])
+    files[PROFILE_FILE] = profile
     return files
 
 
@@ -69,11 +72,23 @@ def release(
     (whether this call wrote the version, whether it moved production to it).
 
     A version another publisher wrote first is promoted by whichever run gets there if it never
-    was; one that was promoted and later rolled back is not promoted again by a rerun."""
+    was; one that was promoted and later rolled back is not promoted again by a rerun. A run
+    never moves production back in time: a version whose run date is older than production's
+    is published and left out of production (a backfill; docs/triggers.md)."""
     created = publish_version(publish, name, version, files, manifest)
     if not created:  # another publisher's: promoted only when whole and of this version
         read_manifest(publish, name, version)
     promote = created or not ever_promoted(publish, name, version)
     if promote:
-        set_production(publish, name, version, actor="run", reason=reason, extra=extra)
+        run_date = manifest.get("run_date")
+        moved = set_production(
+            publish,
+            name,
+            version,
+            actor="run",
+            reason=reason,
+            extra=extra,
+            run_date=run_date if isinstance(run_date, str) else None,
+        )
+        promote = moved is not None
     return created, promote
