@@ -42,10 +42,13 @@ lint: setup
 	$(BIN)/mypy mlcd tasks
 	$(BIN)/lint-imports
 
-# What mlcd costs on top of the work it runs (about 16 min on 2 cores): docs/performance.md.
+# What mlcd costs on top of the work it runs, and mlcd against gokart and a plain script
+# (peers.py makes benchmarks/.venv-gokart the first time): about 15 min on 2 cores, of which the
+# peers are about 10 (5M rows most of it): docs/performance.md.
 bench: setup
 	$(BIN)/python benchmarks/pipeline_cost.py
 	$(BIN)/python benchmarks/s3_vs_local.py
+	$(BIN)/python benchmarks/peers.py
 
 # Luigi's central scheduler and web UI on http://127.0.0.1:8082 (loopback only: no auth).
 luigid: setup
