@@ -13,6 +13,7 @@ from mlcd import __version__
 from mlcd.errors import StorageError
 from mlcd.fingerprint import digest, environment
 from mlcd.lineage.records import MANIFEST_FORMAT, current_run_id, label_order, output_record, plain
+from tasks.base import SourcePending
 
 if TYPE_CHECKING:
     pass
@@ -86,6 +87,22 @@ def seeds(cfg: Any) -> dict[str, Any]:
     return {"split": cfg.split.seed, "deepchecks": cfg.split.seed, "models": models}
 
 
+def _header(publish_task: Any, *, kind: str, run_id: str | None) -> dict[str, Any]:
+    """What every manifest records of the run itself: the command, the config, the date."""
+    cfg = publish_task.cfg
+    return {
+        "manifest_format": MANIFEST_FORMAT,
+        "kind": kind,
+        "run_id": run_id or current_run_id(),
+        "model": cfg.name,
+        "run_date": publish_task.date.isoformat(),
+        "command": list(sys.argv),
+        "config_path": str(publish_task.config_path),
+        "config": cfg.public_dict(),
+        "config_digest": digest(cfg.public_dict()),
+    }
+
+
 def build_manifest(publish_task: Any, *, kind: str, run_id: str | None = None) -> dict[str, Any]:
     """The manifest of a pipeline (PublishModel and all it needs), as it stands on disk.
 
@@ -112,15 +129,7 @@ def build_manifest(publish_task: Any, *, kind: str, run_id: str | None = None) -
             fingerprint = None
     sha = extract.snapshot_sha256()
     manifest: dict[str, Any] = {
-        "manifest_format": MANIFEST_FORMAT,
-        "kind": kind,
-        "run_id": run_id or current_run_id(),
-        "model": cfg.name,
-        "run_date": publish_task.date.isoformat(),
-        "command": list(sys.argv),
-        "config_path": str(publish_task.config_path),
-        "config": cfg.public_dict(),
-        "config_digest": digest(cfg.public_dict()),
+        **_header(publish_task, kind=kind, run_id=run_id),
         "source_fingerprint": fingerprint,
         "snapshot_sha256": sha,
         "snapshot": None
@@ -147,7 +156,21 @@ def run_manifest(
 ) -> dict[str, Any]:
     """The manifest ``mlcd run`` writes at the end of a run (also a no-op or failed one)."""
     publish_task = root.requires()
-    manifest = build_manifest(publish_task, kind="run", run_id=run_id)
+    try:
+        manifest = build_manifest(publish_task, kind="run", run_id=run_id)
+        version = publish_task.version
+    except SourcePending:
+        # The source never appeared (source.wait): no task's identity can be known without
+        # it, so the manifest records the run, the config and the failure only.
+        manifest = {
+            **_header(publish_task, kind="run", run_id=run_id),
+            "source_fingerprint": None,
+            "snapshot_sha256": None,
+            "snapshot": None,
+            "tasks": {},
+            "environment": {"mlcd": __version__, **environment()},
+        }
+        version = None
     finished = dt.datetime.now(dt.UTC)
     published = report.get("published")
     manifest.update(
@@ -166,7 +189,7 @@ def run_manifest(
         already_complete=list(report.get("already_complete") or []),
         failed=list(report.get("failed") or []),
         failures=list(report.get("failures") or []),
-        version=publish_task.version,
+        version=version,
         published=(
             None
             if not published

@@ -255,76 +255,22 @@ def record_run(
     """Write the run's manifest to ``<workspace>/runs/<run-id>/``; its path (None, with a
     warning, if it cannot be written: the run's own outcome stands)."""
     from mlcd import lineage
-    from tasks.base import SourcePending
     from tasks.manifest import run_manifest
 
-    kwargs: dict[str, Any] = {
-        "run_id": run_id,
-        "started_at": started_at,
-        "exit_code": exit_code,
-        "scheduler": scheduler,
-        "workers": workers,
-    }
     try:
-        try:
-            manifest = run_manifest(root, report, **kwargs)
-        except SourcePending:
-            manifest = _manifest_before_source(root, report, **kwargs)
+        manifest = run_manifest(
+            root,
+            report,
+            run_id=run_id,
+            started_at=started_at,
+            exit_code=exit_code,
+            scheduler=scheduler,
+            workers=workers,
+        )
         return lineage.write_run_manifest(root.requires().cfg.workspace, manifest)
     except Exception as exc:
         print(f"mlcd: warning: run {run_id}'s manifest was not written: {exc}", file=sys.stderr)
         return None
-
-
-def _manifest_before_source(
-    root: Any,
-    report: dict[str, Any],
-    *,
-    run_id: str,
-    started_at: dt.datetime,
-    exit_code: int,
-    scheduler: dict[str, Any],
-    workers: int,
-) -> dict[str, Any]:
-    """The manifest of a run whose source never appeared (source.wait): no task's identity can
-    be known without the source, so it records the run, the config and the failure only."""
-    from mlcd import __version__
-    from mlcd.fingerprint import digest, environment
-    from mlcd.lineage.records import MANIFEST_FORMAT
-
-    cfg = root.requires().cfg
-    finished = dt.datetime.now(dt.UTC)
-    return {
-        "manifest_format": MANIFEST_FORMAT,
-        "kind": "run",
-        "run_id": run_id,
-        "model": cfg.name,
-        "run_date": root.date.isoformat(),
-        "command": list(sys.argv),
-        "config_path": str(root.config_path),
-        "config": cfg.public_dict(),
-        "config_digest": digest(cfg.public_dict()),
-        "source_fingerprint": None,
-        "snapshot_sha256": None,
-        "snapshot": None,
-        "tasks": {},
-        "environment": {"mlcd": __version__, **environment()},
-        "status": "failed",
-        "exit_code": exit_code,
-        "started_at": started_at.isoformat(timespec="milliseconds"),
-        "finished_at": finished.isoformat(timespec="milliseconds"),
-        "seconds": round((finished - started_at).total_seconds(), 3),
-        "scheduler": "local"
-        if scheduler.get("local_scheduler", True)
-        else f"{scheduler.get('scheduler_host')}:{scheduler.get('scheduler_port', 8082)}",
-        "workers": workers,
-        "ran": list(report.get("ran") or []),
-        "already_complete": list(report.get("already_complete") or []),
-        "failed": list(report.get("failed") or []),
-        "failures": list(report.get("failures") or []),
-        "version": None,
-        "published": None,
-    }
 
 
 def _record_unstarted(

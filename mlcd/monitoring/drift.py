@@ -487,24 +487,10 @@ def log_location(cfg: PipelineConfig, given: str | None = None) -> str:
 
 
 def log_files(location: str, since: dt.datetime | None, until: dt.datetime | None) -> list[str]:
-    """The log's files that may hold rows of the window, by name (each is written once and
-    never changed, so the names identify what a window read)."""
-    names = []
-    for folder in storage.list_dir(location):
-        if not folder.startswith("date="):
-            continue
-        try:
-            day = dt.date.fromisoformat(folder[5:])
-        except ValueError:
-            continue
-        if (since is not None and day < since.date()) or (until is not None and day > until.date()):
-            continue
-        names += [
-            f"{folder}/{name}"
-            for name in storage.list_dir(storage.join(location, folder))
-            if name.endswith(".parquet") and not name.startswith(".")
-        ]
-    return sorted(names)
+    """The log's files that may hold rows of the window, by name under ``location`` (each is
+    written once and never changed, so the names identify what a window read)."""
+    # Each file is <location>/date=YYYY-MM-DD/<name>.parquet: its name is the last two parts.
+    return sorted("/".join(p.rsplit("/", 2)[-2:]) for p in predlog.files(location, since, until))
 
 
 def production_profile(cfg: PipelineConfig, where: str) -> tuple[str, dict[str, Any]]:

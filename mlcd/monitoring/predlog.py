@@ -518,7 +518,8 @@ def _text(value: Any) -> str:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _files(location: str, since: dt.datetime | None, until: dt.datetime | None) -> list[str]:
+def files(location: str, since: dt.datetime | None, until: dt.datetime | None) -> list[str]:
+    """The log's files in the days from ``since`` to ``until`` (UTC), as full locations."""
     out = []
     for folder in storage.list_dir(location):
         match = _DATE_FOLDER.fullmatch(folder)
@@ -560,7 +561,7 @@ def read(
     location = storage.check_location(location)
     wanted = None if columns is None else list(dict.fromkeys([*RESERVED, *columns]))
     parts = []
-    for path in _files(location, since, until):
+    for path in files(location, since, until):
         blob = storage.read_bytes(path)
         try:
             if wanted is None:
