@@ -100,10 +100,26 @@ def check_columns(estimator: Any, features: list[str], where: str = "model") -> 
 
 
 def dump(estimator: Any) -> bytes:
-    import joblib
+    """The model's joblib bytes, the same for equal models whichever process fitted them.
+
+    Pickle writes a string seen before as a reference to it only when it is the same object, so
+    the bytes followed how a process happened to share equal strings: the same fit gave other
+    bytes in a process that had run other tasks first (a ColumnTransformer's "remainder" key).
+    This pickler treats equal strings as one; joblib.load reads the file as any other."""
+    from joblib.numpy_pickle import NumpyPickler
+
+    class Pickler(NumpyPickler):
+        def __init__(self, handle: Any) -> None:
+            super().__init__(handle)
+            self.strings: dict[str, str] = {}
+
+        def save(self, obj: Any, save_persistent_id: bool = True) -> None:
+            if type(obj) is str:
+                obj = self.strings.setdefault(obj, obj)
+            super().save(obj)
 
     buf = io.BytesIO()
-    joblib.dump(estimator, buf)
+    Pickler(buf).dump(estimator)
     return buf.getvalue()
 
 

@@ -242,3 +242,28 @@ def test_a_spec_naming_other_code_is_checked_every_time(tmp_path, monkeypatch):
     with pytest.raises(ConfigError):
         check_spec(bad)
     assert not (tmp_path / "specs").exists()  # nothing kept for a spec that failed
+
+
+def test_model_bytes_do_not_depend_on_which_equal_strings_are_one_object():
+    """Pickle writes a repeated string as a reference only when it is the same object; which
+    equal strings a process shares is chance (the same grid gave other bytes in a process that
+    had run other tasks first). mlcd's dump treats equal strings as one."""
+    from sklearn.dummy import DummyClassifier
+
+    from mlcd import training
+
+    other = "".join(["remain", "der"])  # equal to "remainder", another object
+    assert other == "remainder" and other is not "remainder"  # noqa: F632
+    shared, apart = DummyClassifier(), DummyClassifier()
+    shared.extra_ = ("remainder", {"remainder": [1]})
+    apart.extra_ = ("remainder", {other: [1]})
+
+    def plain(model: object) -> bytes:
+        buf = io.BytesIO()
+        joblib.dump(model, buf)
+        return buf.getvalue()
+
+    assert plain(shared) != plain(apart)  # what joblib alone does
+    assert training.dump(shared) == training.dump(apart)
+    loaded = joblib.load(io.BytesIO(training.dump(apart)))
+    assert loaded.extra_ == apart.extra_
