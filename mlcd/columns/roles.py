@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mlcd.catalogue import FEATURE_ROLES, ROLES
@@ -176,9 +177,35 @@ def describe(roles: Mapping[str, Mapping[str, str]]) -> str:
 def as_text(values: Any) -> Any:
     """Categorical values as text, missing ones as NaN, for the encoders (an object array that
     mixes True, 'a' and NaN cannot be sorted)."""
-    import numpy as np
-
     frame = pd.DataFrame(values)
+    if frame.columns.is_unique:
+        converted = {name: _column_as_text(frame[name]) for name in frame.columns}
+        return pd.DataFrame(converted, index=frame.index, columns=frame.columns, dtype=object)
+    return _frame_as_text(frame)
+
+
+def _value_as_text(value: Any) -> Any:
+    return value if isinstance(value, float) and value != value else str(value).strip() or np.nan
+
+
+def _column_as_text(values: pd.Series) -> Any:
+    # Text, integers and booleans: each distinct value once (a million rows hold a few hundred
+    # categories). Values that factorize as equal have equal text in these dtypes only: in an
+    # object column 1, 1.0 and True are one key, in a float column 0.0 and -0.0.
+    dtype = values.dtype
+    one_type = (
+        (pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype))
+        or pd.api.types.is_integer_dtype(dtype)
+        or pd.api.types.is_bool_dtype(dtype)
+    )
+    if not one_type:
+        return _frame_as_text(values.to_frame()).iloc[:, 0].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    texts = np.array([*(_value_as_text(v) for v in uniques), np.nan], dtype=object)
+    return texts[codes]  # the sentinel -1 picks the NaN at the end
+
+
+def _frame_as_text(frame: pd.DataFrame) -> Any:
     out = frame.astype(object).where(frame.notna(), np.nan)
-    out = out.map(lambda v: v if isinstance(v, float) and v != v else str(v).strip() or np.nan)
+    out = out.map(_value_as_text)
     return out.astype(object)  # a column of NaN only (one row) must stay text for the encoder
