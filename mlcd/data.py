@@ -8,9 +8,10 @@ again.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -276,18 +277,60 @@ def write_snapshot(workspace: str, blob: bytes) -> str:
     """Keep ``blob`` under its own sha256 (unless an intact copy is there); its digest.
 
     A snapshot is never replaced by other content: the name is the content. An older run's
-    snapshot stays when the source changes, so that run can still be reproduced.
+    snapshot stays when the source changes, so that run can still be reproduced. The frame the
+    bytes read back to is kept in memory for the tasks that run next in this process.
     """
     digest = sha256_bytes(blob)
     path = snapshot_path(workspace, digest)
     if not storage.exists(path) or mismatch(storage.read_bytes(path), digest):
         storage.write_bytes(path, blob)
+    if _keeping[0]:
+        _remember(digest, _parse_parquet(blob, path))
     return digest
 
 
+# Snapshots read (or written) by this process, by digest. A snapshot never changes (its name is
+# its content, checked when first read), so the tasks of one worker process share one frame
+# instead of each reading and decoding the file (docs/decisions.md). Read back from the bytes,
+# never the frame that was written: a task sees the same dtypes in any process. Each caller gets
+# a shallow copy, which copy-on-write (pandas 3) keeps from changing the kept frame. Only while
+# a task runs (``keeping_frames``): any other read checks the file's bytes again.
+_FRAMES: dict[str, pd.DataFrame] = {}
+KEEP_FRAMES = 2
+_keeping = [False]
+
+
+@contextlib.contextmanager
+def keeping_frames() -> Iterator[None]:
+    """Within: snapshots are read once per process and kept (``_FRAMES``)."""
+    before, _keeping[0] = _keeping[0], True
+    try:
+        yield
+    finally:
+        _keeping[0] = before
+
+
+def _remember(digest: str, frame: pd.DataFrame) -> None:
+    if not _keeping[0]:
+        return
+    _FRAMES.pop(digest, None)
+    _FRAMES[digest] = frame
+    while len(_FRAMES) > KEEP_FRAMES:
+        _FRAMES.pop(next(iter(_FRAMES)))
+
+
+def forget_snapshots() -> None:
+    """Drop the frames kept in memory (the next read goes to the store)."""
+    _FRAMES.clear()
+
+
 def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
-    """The snapshot with this digest, after checking that its bytes still have it."""
+    """The snapshot with this digest, after checking that its bytes still have it (once per
+    process: the frame is kept, see ``_FRAMES``)."""
     path = snapshot_path(workspace, sha256)
+    kept = _FRAMES.get(sha256) if _keeping[0] else None
+    if kept is not None:
+        return kept.copy(deep=False)
     if not storage.exists(path):
         raise StorageError(
             f"snapshot {sha256[:12]} is not in {storage.join(workspace, SNAPSHOTS)!r} (deleted?); "
@@ -302,7 +345,9 @@ def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
             "extract the source anew"
         ),
     )
-    return _parse_parquet(blob, path)
+    frame = _parse_parquet(blob, path)
+    _remember(sha256, frame)
+    return frame.copy(deep=False)
 
 
 def date_column(cfg: PipelineConfig, roles: Mapping[str, Mapping[str, str]] | None) -> str | None:
@@ -331,14 +376,35 @@ def split_column(cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None) -
 def split(
     frame: pd.DataFrame, cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A deterministic train/test split: by time when the data has a date (the newest
-    ``test_size`` of the rows, whole days of them, are the test set), else at random, stratified
-    for classification when asked."""
+    """The train and test sets of ``split_mask``, each in the frame's row order."""
+    return apply_split(frame, split_mask(frame, cfg, roles))
+
+
+def apply_split(frame: pd.DataFrame, test_rows: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``frame`` outside and inside the boolean mask ``test_rows`` (one per row)."""
+    import numpy as np
+
+    mask = np.asarray(test_rows, dtype=bool)
+    if mask.shape != (len(frame),):
+        raise StorageError(
+            f"the split marks {mask.size} rows but the snapshot has {len(frame)}: it belongs to "
+            "another snapshot; delete the split task's folder and run again"
+        )
+    return frame[~mask], frame[mask]
+
+
+def split_mask(
+    frame: pd.DataFrame, cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None = None
+) -> Any:
+    """A deterministic train/test split as a boolean mask over the frame's rows (True: test):
+    by time when the data has a date (the newest ``test_size`` of the rows, whole days of them,
+    are the test set), else at random, stratified for classification when asked."""
+    import numpy as np
     from sklearn.model_selection import train_test_split
 
     when = split_column(cfg, roles)
     if when is not None:
-        return _split_by_time(frame, when, cfg.split.test_size)
+        return _test_rows_by_time(frame, when, cfg.split.test_size)
 
     stratify = None
     if cfg.task == "classification" and cfg.split.stratify:
@@ -348,19 +414,24 @@ def split(
                 f"class {counts.idxmin()!r} has a single row, too few to stratify the split; "
                 "add rows or set split.stratify: false"
             )
-        stratify = frame[cfg.target]
+        stratify = frame[cfg.target].to_numpy()
     try:
-        train, test = train_test_split(
-            frame, test_size=cfg.split.test_size, random_state=cfg.split.seed, stratify=stratify
+        # Row positions, not the frame: the same draw as splitting the frame itself, without
+        # copying it (SplitData keeps only this mask; the sets are taken from the snapshot).
+        _, test = train_test_split(
+            np.arange(len(frame)),
+            test_size=cfg.split.test_size,
+            random_state=cfg.split.seed,
+            stratify=stratify,
         )
     except ValueError as exc:
         raise DataError(f"cannot split the data: {exc}") from None
-    return train.sort_index(), test.sort_index()
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[test] = True
+    return mask
 
 
-def _split_by_time(
-    frame: pd.DataFrame, column: str, test_size: float
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _test_rows_by_time(frame: pd.DataFrame, column: str, test_size: float) -> Any:
     import warnings
 
     if column not in frame.columns:
@@ -378,7 +449,22 @@ def _split_by_time(
             f"cannot split by time on {column!r}: too few distinct dates for a test set of "
             f"{test_size:.0%}; set split.method: random"
         )
-    return frame[~test_rows].sort_index(), frame[test_rows].sort_index()
+    return test_rows.to_numpy(dtype=bool)
+
+
+def mask_to_parquet(test_rows: Any) -> bytes:
+    """The split's mask as Parquet: one boolean column ``test``, a row per snapshot row."""
+    return to_parquet(pd.DataFrame({"test": test_rows}))
+
+
+def mask_from_parquet(blob: bytes, path: str) -> Any:
+    frame = _parse_parquet(blob, path)
+    if list(frame.columns) != ["test"] or not pd.api.types.is_bool_dtype(frame["test"]):
+        raise StorageError(
+            f"{path!r} is not a split mask (one boolean column 'test'); it is corrupted: delete "
+            "it and run again to rebuild it"
+        )
+    return frame["test"].to_numpy()
 
 
 def features_and_target(frame: pd.DataFrame, target: str) -> tuple[pd.DataFrame, pd.Series]:

@@ -96,7 +96,9 @@ class PipelineTask(luigi.Task):
             self.__dict__["_found_complete"] = True  # nothing new: nothing to announce
             self.progress(100, "already complete: its source held data seen before")
             return
-        with _cpu_share():
+        from mlcd import data
+
+        with _cpu_share(), data.keeping_frames():
             self.produce()
         self._seal()
         self.progress(100, self._result)  # what it found, not the last step's text

@@ -14,14 +14,13 @@ from mlcd import columns, data, gates, storage, training
 from mlcd.config import SourceConfig, load_config
 from mlcd.config.model import format_duration
 from mlcd.errors import MlcdError, SourceNotReady, StorageError
-from mlcd.fingerprint import sha256_bytes
+from mlcd.storage.integrity import mismatch
 from tasks.base import (
     ConfigPath,
     PipelineTask,
     SourcePending,
     record_failure,
     report_url,
-    require_passed,
     say,
 )
 
@@ -188,6 +187,8 @@ class ExtractData(PipelineTask):
             where = "model" if cfg.candidates is None else f"candidates[{name}]"
             training.check_fits(spec, roles, snap, cfg.target, where)
         blob = data.to_parquet(snap)
+        rows, dtypes = len(snap), {c: str(t) for c, t in snap.dtypes.items()}
+        del frame, snap  # not kept while the snapshot is written and read back: the peak memory
         sha = data.write_snapshot(cfg.workspace, blob)
         self.wrote("snapshot.parquet", data.snapshot_path(cfg.workspace, sha), blob)
         self.write_json(
@@ -196,15 +197,15 @@ class ExtractData(PipelineTask):
                 "source_fingerprint": self.source_fingerprint,
                 "snapshot_sha256": sha,
                 "snapshot": f"{data.SNAPSHOTS}/{sha}.parquet",
-                "rows": len(snap),
+                "rows": rows,
                 "dropped_missing_target": dropped,
-                "columns": {c: str(t) for c, t in snap.dtypes.items()},
+                "columns": dtypes,
                 "roles": roles,
                 "features": columns.features(roles),
             },
         )
         self.result(
-            f"{len(snap)} rows"
+            f"{rows} rows"
             + (f" ({dropped} without a target dropped)" if dropped else "")
             + "\n"
             + columns.describe(roles)
@@ -216,6 +217,9 @@ class ValidateData(PipelineTask):
 
     stage = "validate_data"
     files = ("report.html", "verdict.json")
+    # Before the split when one worker has the choice: a failed data gate then stops the run
+    # before any split work (mlcd.app.worker asks for nothing more after a failure).
+    priority = 10
 
     def requires(self) -> ExtractData:
         return ExtractData(config_path=self.config_path, date=self.date)
@@ -242,47 +246,59 @@ class ValidateData(PipelineTask):
 
 
 class SplitData(PipelineTask):
-    """Deterministic train/test split (stratified for classification)."""
+    """Deterministic train/test split (stratified for classification), kept as a mask over the
+    snapshot's rows: ``split.parquet`` marks each test row, and the sets are taken from the
+    snapshot by whoever reads them (``frames``), so the data is not written twice more.
+
+    It does not wait for ValidateData: the two run side by side, and TrainModel checks both
+    gates before it fits (docs/decisions.md)."""
 
     stage = "split"
-    files = ("train.parquet", "test.parquet", "split.json")
+    files = ("split.parquet", "split.json")
 
-    def requires(self) -> dict[str, Any]:
-        kw = {"config_path": self.config_path, "date": self.date}
-        return {"data": ExtractData(**kw), "gate": ValidateData(**kw)}
-
-    def identity_inputs(self) -> list[PipelineTask]:
-        return [self.requires()["data"]]
+    def requires(self) -> ExtractData:
+        return ExtractData(config_path=self.config_path, date=self.date)
 
     def identity_params(self) -> Any:
         return {"split": self.cfg.split.model_dump(), "task": self.cfg.task}
 
     def produce(self) -> None:
-        require_passed(self.requires()["gate"])
         self.progress(20, "splitting")
-        extract = self.requires()["data"]
+        extract = self.requires()
         snap = extract.snapshot()
         roles = extract.roles()
-        train, test = data.split(snap, self.cfg, roles)
+        test_rows = data.split_mask(snap, self.cfg, roles)
         by_time = data.split_column(self.cfg, roles)
-        train_blob, test_blob = data.to_parquet(train), data.to_parquet(test)
-        self.write("train.parquet", train_blob)
-        self.write("test.parquet", test_blob)
+        tested = int(test_rows.sum())
+        self.write("split.parquet", data.mask_to_parquet(test_rows))
         self.write_json(
             "split.json",
             {
-                "train_rows": len(train),
-                "test_rows": len(test),
-                "train_sha256": sha256_bytes(train_blob),
-                "test_sha256": sha256_bytes(test_blob),
+                "train_rows": len(snap) - tested,
+                "test_rows": tested,
+                "snapshot_sha256": extract.snapshot_sha256(),
                 "seed": self.cfg.split.seed,
                 "by_time": by_time,
             },
         )
         self.result(
-            f"train {len(train)} rows, test {len(test)} rows"
+            f"train {len(snap) - tested} rows, test {tested} rows"
             + (f" (the newest by {by_time})" if by_time else " (at random)")
         )
+
+    def frames(self) -> tuple[Any, Any]:
+        """The training and the test set, in the snapshot's row order (a copy of the data each;
+        the snapshot itself is read once per process)."""
+        name = "split.parquet"
+        blob = self.read(name)
+        recorded = (self.seal() or {}).get(name, {}).get("sha256")
+        where = self.path(name)
+        if mismatch(blob, recorded) is not None:
+            raise StorageError(
+                f"{where!r} does not match the digest its task recorded: it was changed or "
+                "corrupted. Delete its folder and run the pipeline again"
+            )
+        return data.apply_split(self.requires().snapshot(), data.mask_from_parquet(blob, where))
 
 
 class ValidateSplit(PipelineTask):
@@ -301,8 +317,8 @@ class ValidateSplit(PipelineTask):
     def produce(self) -> None:
         self.set_tracking_url(report_url(self))
         self.progress(5, "running deepchecks train_test_validation")
-        train = data.read_parquet(self.input()["train.parquet"].path)
-        test = data.read_parquet(self.input()["test.parquet"].path)
+        enabled = self.cfg.validation.train_test.enabled
+        train, test = self.requires().frames() if enabled else (None, None)
         roles = ExtractData(config_path=self.config_path, date=self.date).roles()
         verdict, html = gates.run_suite(
             "train_test",

@@ -3,6 +3,7 @@ comparison with production)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -14,7 +15,7 @@ from mlcd.config import ModelConfig
 from mlcd.errors import ConfigError
 from mlcd.fingerprint import sha256_bytes
 from tasks.base import PipelineTask, report_url, require_passed
-from tasks.data import ExtractData, SplitData, ValidateSplit
+from tasks.data import ExtractData, SplitData, ValidateData, ValidateSplit
 
 
 class CandidateTask(PipelineTask):
@@ -38,9 +39,13 @@ class CandidateTask(PipelineTask):
     def roles(self) -> dict[str, dict[str, str]]:
         return ExtractData(config_path=self.config_path, date=self.date).roles()
 
-    def frame(self, split: Any, name: str) -> tuple[Any, Any]:
-        """The model's features and the target of the split's ``name`` set."""
-        rows = data.read_parquet(split[name].path)
+    def split(self) -> SplitData:
+        return SplitData(config_path=self.config_path, date=self.date)
+
+    def frame(self, which: str) -> tuple[Any, Any]:
+        """The model's features and the target of the ``train`` or ``test`` set."""
+        train, test = self.split().frames()
+        rows = train if which == "train" else test
         return rows[columns.features(self.roles())], rows[self.cfg.target]
 
     def chain_kwargs(self) -> dict[str, Any]:
@@ -56,7 +61,11 @@ class TrainModel(CandidateTask):
 
     def requires(self) -> dict[str, PipelineTask]:
         kw = {"config_path": self.config_path, "date": self.date}
-        return {"split": SplitData(**kw), "gate": ValidateSplit(**kw)}
+        return {
+            "split": SplitData(**kw),
+            "data_gate": ValidateData(**kw),
+            "split_gate": ValidateSplit(**kw),
+        }
 
     def identity_inputs(self) -> list[PipelineTask]:
         return [self.requires()["split"]]
@@ -65,10 +74,12 @@ class TrainModel(CandidateTask):
         return {"model": self.spec.model_dump()}
 
     def produce(self) -> None:
-        require_passed(self.requires()["gate"])
+        # Both gates, the data's first: ValidateData ran beside the split, not before it.
+        require_passed(self.requires()["data_gate"])
+        require_passed(self.requires()["split_gate"])
         spec = self.spec
         roles = self.roles()
-        x, y = self.frame(self.input()["split"], "train.parquet")
+        x, y = self.frame("train")
         self.progress(10, f"fitting {spec.estimator} on {len(x)} rows")
         started = time.perf_counter()
         model = training.fit(spec, x, y, roles)
@@ -125,7 +136,7 @@ class EvaluateModel(CandidateTask):
     def produce(self) -> None:
         cfg = self.cfg
         model = _load_trained(self.requires()["model"])
-        x, y = self.frame(self.input()["split"], "test.parquet")
+        x, y = self.frame("test")
         self.progress(20, f"scoring {len(x)} test rows")
         y_pred, proba = training.predict(model, x)  # once, for the metrics and the file
         scores = metrics.score(cfg, y, (y_pred, proba), training.classes(model))
@@ -164,15 +175,15 @@ class ValidateModel(CandidateTask):
 
     def produce(self) -> None:
         cfg = self.cfg
-        inputs = self.input()
         self.set_tracking_url(report_url(self))
         model = _load_trained(self.requires()["model"])
-        train = data.read_parquet(inputs["split"]["train.parquet"].path)
-        test = data.read_parquet(inputs["split"]["test.parquet"].path)
+        frames = functools.cache(self.split().frames)  # taken only when a check needs rows
         scores = self.requires()["evaluate"].read_json("metrics.json")
 
         self.progress(5, "running deepchecks model_evaluation")
         roles = self.roles()
+        enabled = cfg.validation.model_evaluation.enabled
+        train, test = frames() if enabled else (None, None)
         verdict, html = gates.run_suite(
             "model_evaluation",
             cfg,
@@ -184,7 +195,7 @@ class ValidateModel(CandidateTask):
         )
 
         self.progress(85, "comparing with the model in production")
-        champion_gate = self._champion_gate(scores, test, test[cfg.target])
+        champion_gate = self._champion_gate(scores, lambda: frames()[1])
         judged = (
             verdict["gates"]
             + gates.threshold_gates(scores, cfg.gates)
@@ -197,13 +208,15 @@ class ValidateModel(CandidateTask):
         self.write_json("verdict.json", verdict)
         self.judged(verdict, blocks=cfg.candidates is None)
 
-    def _champion_gate(self, scores: dict[str, Any], x_test: Any, y_test: Any) -> dict[str, Any]:
+    def _champion_gate(self, scores: dict[str, Any], test_set: Any) -> dict[str, Any]:
         cfg = self.cfg
         pointer = registry.production(cfg.publish, cfg.name)
         if pointer is None:
             return gates.champion_gate(cfg, scores, None, None, "none")
         version = pointer["version"]
         champion, manifest = registry.load_model(cfg.publish, cfg.name, version)
+        x_test = test_set()
+        y_test = x_test[cfg.target]
         try:
             wanted = getattr(champion, "feature_names_in_", None)
             x = x_test[list(wanted)] if wanted is not None else x_test.drop(columns=[cfg.target])

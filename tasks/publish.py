@@ -79,7 +79,7 @@ class PublishModel(PipelineTask):
             train_info=train_info,
             target=cfg.target,
             task=cfg.task,
-            test=data.read_parquet(self.input()["split"]["test.parquet"].path),
+            test=self.requires()["split"].frames()[1],
             profile=self._profile(chain["evaluate"]),
         )
         self.progress(60, f"publishing version {self.version}")
@@ -125,7 +125,7 @@ class PublishModel(PipelineTask):
         self.progress(30, "profiling the training data")
         return profile.to_bytes(
             profile.build(
-                data.read_parquet(self.input()["split"]["train.parquet"].path),
+                self.requires()["split"].frames()[0],
                 self.requires()["data"].roles(),
                 target=cfg.target,
                 task=cfg.task,

@@ -72,7 +72,7 @@ def output(stage: str, name: str) -> str:
 CHOSEN = {
     "ExtractData": ("snapshot", r"/snapshots/[0-9a-f]{64}\.parquet$"),
     "ValidateData": ("verdict.json", output("validate_data", "verdict.json")),
-    "SplitData": ("train.parquet", output("split", "train.parquet")),
+    "SplitData": ("split.parquet", output("split", "split.parquet")),
     "ValidateSplit": ("verdict.json", output("validate_split", "verdict.json")),
     "TrainModel": ("model.joblib", output("train", "model.joblib")),
     "EvaluateModel": ("metrics.json", output("evaluate", "metrics.json")),

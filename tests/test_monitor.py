@@ -181,8 +181,11 @@ def test_published_version_keeps_a_profile_covered_by_its_manifest(
     # Features only, each with its role; the id and the label are not features.
     features = {c: r for c, r in tables.ROLES["churn"].items() if r != "id"}
     assert {c: v["role"] for c, v in profile["columns"].items()} == features
-    split = json.loads((home / "manifest.json").read_text())["tasks"]["SplitData"]["outputs"]
-    train = pd.read_parquet(folder / "ws" / split["train.parquet"]["path"])
+    # The training split: the snapshot's rows that the split's mask does not mark as test.
+    split = manifest["tasks"]["SplitData"]["outputs"]
+    snapshot = pd.read_parquet(folder / "ws" / manifest["snapshot"]["path"])
+    tested = pd.read_parquet(folder / "ws" / split["split.parquet"]["path"])["test"]
+    train = snapshot[~tested.to_numpy()]
     charges = profile["columns"]["monthly_charges"]
     assert charges["rows"] == len(train) == profile["rows"]
     assert charges["null_rate"] == pytest.approx(train["monthly_charges"].isna().mean())
@@ -289,7 +292,7 @@ def test_the_table_the_report_in_the_registry_and_deepchecks_opinion(
     lines = proc.stdout.splitlines()
     # deepchecks, on the recorded training split, agrees; its opinion does not set the verdict.
     assert any(
-        line.startswith("deepchecks: FeatureDrift FAILED") and "train.parquet" in line
+        line.startswith("deepchecks: FeatureDrift FAILED") and "split.parquet" in line
         for line in lines
     ), proc.stdout
     assert lines[1].split() == ["COLUMN", "TEST", "STATISTIC", "THRESHOLD", "VERDICT"]

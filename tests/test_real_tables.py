@@ -272,3 +272,28 @@ def test_the_readmes_overrides_load_and_fit_on_the_example_as_printed(churn, tmp
     x = snap[columns.features(roles)]
     model = training.fit(cfg.model, x, snap[cfg.target], roles)
     assert "region" not in x.columns and (model.predict(x) == snap[cfg.target]).mean() > 0.7
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_failed_data_gate_stops_the_run_before_any_model_is_fitted(workers, tmp_path):
+    """ValidateData runs beside the split, not before it: TrainModel checks its gate. The churn
+    table with 150 customers exported twice, with the other answer: deepchecks' ConflictingLabels
+    finds about 10% of the rows ambiguous, above the blocking 5%. One worker judges the data
+    first and starts nothing after the failed gate; two workers may split meanwhile, but never
+    fit."""
+    csv, config = tables.write(tmp_path, "churn")
+    frame = pd.read_csv(csv)
+    twice = frame.iloc[:150].copy()
+    twice["churned"] = twice["churned"].map({"yes": "no", "no": "yes"})
+    twice["customer_id"] = [f"again-{i}" for i in range(150)]  # an id is not a feature
+    pd.concat([frame, twice], ignore_index=True).to_csv(csv, index=False)
+    config.write_text(config.read_text() + "validation: {train_test: {enabled: false}}\n")
+    code, report, err = run_json(config, "--workers", workers)
+    assert code == 3, err[-2000:]
+    assert "ConflictingLabels" in err.splitlines()[-1]
+    assert report["failed"] == ["ValidateData"]
+    assert not {"TrainModel", "EvaluateModel", "PublishModel"} & set(report["ran"])
+    assert not (tmp_path / "ws" / "train").exists()
+    assert versions(tmp_path / "registry", "churn") == []
+    if workers == "1":
+        assert not {"SplitData", "ValidateSplit"} & set(report["ran"]), report["ran"]

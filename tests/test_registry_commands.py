@@ -521,7 +521,10 @@ def test_predict_scores_a_file_as_the_pipeline_did(site: Path, tmp_path: Path):
     folder = site / "registry" / MODEL / "versions"
     recorded = pd.read_parquet(folder / second / "predictions.parquet")
     (split,) = (site / "workspace" / "split").iterdir()
-    test = pd.read_parquet(split / "test.parquet").drop(columns=["target"])
+    snapshot = json.loads((split / "split.json").read_text())["snapshot_sha256"]
+    rows = pd.read_parquet(site / "workspace" / "snapshots" / f"{snapshot}.parquet")
+    tested = pd.read_parquet(split / "split.parquet")["test"].to_numpy()
+    test = rows[tested].drop(columns=["target"])
     frame = test.reset_index().rename(columns={"index": "row"})
     frame.to_csv(tmp_path / "in.csv", index=False)
     out = tmp_path / "out.csv"

@@ -7,6 +7,9 @@ it needs. Luigi counts a FAILED task as pending, to be retried after the schedul
 gate's verdict, a data error), so this worker ends as soon as the scheduler reports one of its
 tasks FAILED or DISABLED, whichever worker ran it. The scheduler then keeps the task FAILED,
 which the web UI draws red (docs/decisions.md).
+
+For the same reason it asks for no more work once a task it ran has failed: a data gate that
+failed beside the split (they run side by side) does not let the split's own validation start.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ class Worker(luigi.worker.Worker):
         super().__init__(*args, **kwargs)
         self.stopped_for: list[str] = []  # the failed tasks it stopped waiting for
 
+    def _add_task(self, *args: Any, **kwargs: Any) -> None:
+        super()._add_task(*args, **kwargs)
+        if kwargs.get("status") == FAILED:
+            self._stop_requesting_work = True  # Luigi's own flag (set on SIGUSR1)
+
     def _keep_alive(self, get_work_response: Any) -> bool:
         if not super()._keep_alive(get_work_response):
             return False
@@ -39,7 +47,6 @@ class Worker(luigi.worker.Worker):
             listed = self._scheduler.task_list(status=status, upstream_status="", limit=False)
             found += [task_id for task_id in listed if task_id in self._scheduled_tasks]
         return found
-
 
     def failures_elsewhere(self, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The failures of the tasks it stopped waiting for that another worker ran (so this

@@ -13,29 +13,37 @@ from typing import Any
 
 import pandas as pd
 
-from mlcd import columns, registry, storage
+from mlcd import columns, data, registry, storage
 from mlcd.config import PipelineConfig
+from mlcd.errors import StorageError
 from mlcd.monitoring import predlog
 from mlcd.monitoring.drift import PREDICTION, VERSION
 from mlcd.storage.integrity import mismatch
 
 
 def training_split(cfg: PipelineConfig, version: str) -> tuple[pd.DataFrame | None, str]:
-    """The version's training split as recorded in its manifest, or None and why not."""
+    """The version's training split as recorded in its manifest (the snapshot and the split's
+    mask over it, both checked against their digests), or None and why not."""
     manifest = registry.read_manifest(cfg.publish, cfg.name, version)
     record = ((manifest.get("tasks") or {}).get("SplitData") or {}).get("outputs", {})
-    split = record.get("train.parquet") if isinstance(record, dict) else None
-    if not isinstance(split, dict) or split.get("root") != "workspace":
+    split = record.get("split.parquet") if isinstance(record, dict) else None
+    snapshot = manifest.get("snapshot")
+    if not isinstance(split, dict) or split.get("root") != "workspace" or not snapshot:
         return None, "the version's manifest records no training split"
-    path = storage.join(cfg.workspace, str(split["path"]))
-    if not storage.exists(path):
-        return None, f"the training split {path} is no longer in the workspace"
-    blob = storage.read_bytes(path)
-    if mismatch(blob, split.get("sha256")) is not None:
-        return None, f"the training split {path} does not match the version's manifest"
-    import io
-
-    return pd.read_parquet(io.BytesIO(blob)), path
+    mask_path = storage.join(cfg.workspace, str(split["path"]))
+    snap_path = storage.join(cfg.workspace, str(snapshot["path"]))
+    for path in (mask_path, snap_path):
+        if not storage.exists(path):
+            return None, f"the training split's {path} is no longer in the workspace"
+    mask = storage.read_bytes(mask_path)
+    if mismatch(mask, split.get("sha256")) is not None:
+        return None, f"the training split {mask_path} does not match the version's manifest"
+    try:
+        snap = data.read_snapshot(cfg.workspace, str(manifest.get("snapshot_sha256")))
+    except StorageError as exc:
+        return None, str(exc)
+    train, _ = data.apply_split(snap, data.mask_from_parquet(mask, mask_path))
+    return train, mask_path
 
 
 def _dataset(frame: pd.DataFrame, features: list[str], cat: list[str]) -> Any:
