@@ -633,3 +633,15 @@ def test_run_suite_reports_progress_once_per_check_in_order():
     assert [done for done, _, _ in calls] == list(range(len(ran)))
     assert {total for _, total, _ in calls} == {len(ran)}
     assert verdict["passed"] is True
+
+
+def test_no_check_is_aborted_by_a_projection_of_its_wall_time():
+    """deepchecks' OutlierSampleDetection errors when a timing of its first rows projects over
+    10 s, so its verdict (an error blocks) followed the machine's load: it failed when
+    ValidateData ran beside ValidateSplit on 2 cores. mlcd runs it to the end; its n_samples
+    bounds the work."""
+    cfg = make_cfg()
+    suite = _build_suite("data_integrity", cfg.validation.data_integrity, cfg, 1_000, [0, 1])
+    (outliers,) = [c for c in suite.checks.values() if type(c).__name__ == "OutlierSampleDetection"]
+    assert outliers.timeout == 0
+    assert outliers.n_samples == (cfg.validation.data_integrity.n_samples or 5_000)

@@ -128,6 +128,11 @@ def _build_suite(
         check_name = type(check).__name__
         if not_run(name, check_name, section, rows) is not None:
             suite.remove(index)
+        elif check_name == "OutlierSampleDetection":
+            # deepchecks aborts it with an error when a timing of its first rows projects more
+            # than 10 s: a verdict that followed the machine's load (it failed beside
+            # ValidateSplit on 2 cores). Its work is bounded by its n_samples (5,000 rows).
+            check.timeout = 0
         elif check_name in ratios:
             check.clean_conditions()
             ratio = ratios[check_name]
