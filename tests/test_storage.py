@@ -337,3 +337,41 @@ def test_an_endpoint_that_keeps_failing_is_a_storage_error_after_the_retries(
         storage.write_bytes(f"s3://{bucket}/k", b"x")
     assert proxy.injected["503"] == 3 and proxy.forwarded == 0
     assert s3_endpoint.objects(bucket) == {}
+
+
+def test_a_local_digest_is_kept_across_runs_until_the_file_changes(tmp_path, monkeypatch):
+    """The sha256 of a local source is hashed once per change of its stat, also across
+    processes (the in-process cache is cleared here to stand for a new run)."""
+    from mlcd import fingerprint
+    from mlcd.storage import seam
+
+    monkeypatch.setenv("MLCD_CACHE_DIR", str(tmp_path / "cache"))
+    path = tmp_path / "source.csv"
+    path.write_text("a,b\n1,2\n")
+    hashed: list[str] = []
+    real = fingerprint.sha256_file
+
+    def counting(name: str) -> str:
+        hashed.append(name)
+        return real(name)
+
+    monkeypatch.setattr("mlcd.fingerprint.sha256_file", counting)
+    seam._file_digest.cache_clear()
+    first = storage.describe(str(path))
+    seam._file_digest.cache_clear()
+    assert storage.describe(str(path)) == first and len(hashed) == 1  # the second run: kept
+    assert first["sha256"] == real(str(path))
+
+    # The same size and mtime, other content: the ctime moved, so it is hashed again.
+    stat = path.stat()
+    path.write_text("a,b\n3,4\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    seam._file_digest.cache_clear()
+    changed = storage.describe(str(path))
+    assert changed["sha256"] == real(str(path)) != first["sha256"] and len(hashed) == 2
+
+    # A damaged cache entry is not believed.
+    for entry in (tmp_path / "cache" / "digests").iterdir():
+        entry.write_text("not a digest")
+    seam._file_digest.cache_clear()
+    assert storage.describe(str(path)) == changed and len(hashed) == 3

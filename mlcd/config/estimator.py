@@ -93,7 +93,7 @@ def check_spec(spec: ModelConfig, where: str = "model") -> dict[str, Any]:
     path = None
     if cacheable:
         key = digest([spec_data, metadata.version("scikit-learn"), __version__])
-        path = os.path.join(_cache_dir(), "specs", f"{key}.json")
+        path = os.path.join(storage.cache_dir(), "specs", f"{key}.json")
         try:
             with open(path, "rb") as handle:
                 cached: dict[str, Any] = json.load(handle)
@@ -114,13 +114,6 @@ def check_spec(spec: ModelConfig, where: str = "model") -> dict[str, Any]:
         except (StorageError, OSError):
             pass  # no cache: checked again next time
     return facts
-
-
-def _cache_dir() -> str:
-    if os.environ.get("MLCD_CACHE_DIR"):
-        return os.environ["MLCD_CACHE_DIR"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "mlcd")
 
 
 def _estimator_paths(value: Any) -> list[str]:

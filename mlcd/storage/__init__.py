@@ -18,6 +18,7 @@ from mlcd.storage.publish import (
 from mlcd.storage.seam import (
     ObjectTarget,
     append_line,
+    cache_dir,
     check_conditional_writes,
     check_local,
     check_location,
@@ -44,6 +45,7 @@ __all__ = [
     "ObjectTarget",
     "S3_LOCK_LEASE",
     "append_line",
+    "cache_dir",
     "check_local",
     "check_conditional_writes",
     "check_location",

@@ -138,15 +138,41 @@ def describe(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise StorageError(f"cannot read {path!r}: {exc.strerror or exc}") from None
     # ctime changes on every write and on utime, so a copy that keeps the mtime is noticed too.
-    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     return {"sha256": _file_digest(path, key), "size": stat.st_size}
 
 
 @functools.lru_cache(maxsize=64)
-def _file_digest(path: str, _stat: tuple[int, ...]) -> str:
-    from mlcd.fingerprint import sha256_file
+def _file_digest(path: str, stat: tuple[int, ...]) -> str:
+    """The file's sha256, hashed once per change of its stat: also across runs, through
+    ``<cache_dir>/digests/`` (a cron no-op on a 800 MB source otherwise spends a second
+    hashing it). The stat includes the ctime, which only the kernel sets, so a file rewritten
+    in place, renamed over or given back its old mtime is hashed again."""
+    from mlcd.fingerprint import digest, sha256_file
 
-    return sha256_file(path)
+    entry = os.path.join(cache_dir(), "digests", digest([os.path.realpath(path), list(stat)]))
+    try:
+        with open(entry, encoding="ascii") as handle:
+            kept = handle.read().strip()
+        if len(kept) == 64 and all(c in "0123456789abcdef" for c in kept):
+            return kept
+    except (OSError, ValueError):
+        pass
+    found = sha256_file(path)
+    try:
+        write_bytes(entry, found.encode())
+    except (StorageError, OSError):
+        pass  # no cache: hashed again next time
+    return found
+
+
+def cache_dir() -> str:
+    """mlcd's local cache: ``MLCD_CACHE_DIR``, else ``$XDG_CACHE_HOME/mlcd`` (``~/.cache/mlcd``).
+    Only answers that can be computed again live there."""
+    if os.environ.get("MLCD_CACHE_DIR"):
+        return os.environ["MLCD_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mlcd")
 
 
 def open_read(path: str, *, seekable: bool = False) -> IO[bytes]:
