@@ -43,12 +43,14 @@ lint: setup
 	$(BIN)/lint-imports
 
 # What mlcd costs on top of the work it runs, and mlcd against gokart and a plain script
-# (peers.py makes benchmarks/.venv-gokart the first time): about 15 min on 2 cores, of which the
-# peers are about 10 (5M rows most of it): docs/performance.md.
+# (peers.py makes benchmarks/.venv-gokart the first time), and how to keep a snapshot (Parquet or
+# Arrow IPC): about 12 min on 2 cores, of which the peers are about 7 (5M rows most of it):
+# docs/performance.md.
 bench: setup
 	$(BIN)/python benchmarks/pipeline_cost.py
 	$(BIN)/python benchmarks/s3_vs_local.py
 	$(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/frame_formats.py
 
 # Luigi's central scheduler and web UI on http://127.0.0.1:8082 (loopback only: no auth).
 luigid: setup
