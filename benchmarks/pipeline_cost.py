@@ -51,12 +51,25 @@ TARGETS = {
     "validation_over_fit_at_largest": 2.0,
     "peak_rss_over_data": 3.0,
     "help_seconds": 0.5,
-    "grid_speedup_2_workers": 1.7,
+    "grid_speedup_2_workers": 1.5,  # issue 17 (it was 1.7 when validation took minutes)
 }
 
 
 def dataset(rows: int) -> tuple[Path, int]:
-    """The Parquet source for ``rows`` rows (written once) and its in-memory size in bytes."""
+    """The Parquet source for ``rows`` rows (written once) and its in-memory size in bytes.
+
+    Made and measured in a child process: Linux carries a process's peak RSS over to the
+    children it forks (and through their exec), so a benchmark process that had held the frame
+    would report its own peak as every run's."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+        f"from pipeline_cost import _dataset; print(_dataset({int(rows)}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return DATA / f"classification_{rows}.parquet", int(out.stdout.split()[-1])
+
+
+def _dataset(rows: int) -> int:
     import pandas as pd
     from sklearn.datasets import make_classification
 
@@ -67,10 +80,7 @@ def dataset(rows: int) -> tuple[Path, int]:
         frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(20)])
         frame["label"] = y
         frame.to_parquet(path)
-    import pandas as pd
-
-    size = int(pd.read_parquet(path).memory_usage(deep=True).sum())
-    return path, size
+    return int(pd.read_parquet(path).memory_usage(deep=True).sum())
 
 
 def write_config(
