@@ -311,17 +311,10 @@ def keeping_frames() -> Iterator[None]:
 
 
 def _remember(digest: str, frame: pd.DataFrame) -> None:
-    if not _keeping[0]:
-        return
     _FRAMES.pop(digest, None)
     _FRAMES[digest] = frame
     while len(_FRAMES) > KEEP_FRAMES:
         _FRAMES.pop(next(iter(_FRAMES)))
-
-
-def forget_snapshots() -> None:
-    """Drop the frames kept in memory (the next read goes to the store)."""
-    _FRAMES.clear()
 
 
 def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
@@ -346,7 +339,8 @@ def read_snapshot(workspace: str, sha256: str) -> pd.DataFrame:
         ),
     )
     frame = _parse_parquet(blob, path)
-    _remember(sha256, frame)
+    if _keeping[0]:
+        _remember(sha256, frame)
     return frame.copy(deep=False)
 
 
@@ -377,11 +371,13 @@ def split(
     frame: pd.DataFrame, cfg: PipelineConfig, roles: dict[str, dict[str, str]] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The train and test sets of ``split_mask``, each in the frame's row order."""
-    return apply_split(frame, split_mask(frame, cfg, roles))
+    test_rows = split_mask(frame, cfg, roles)
+    return split_rows(frame, test_rows, "train"), split_rows(frame, test_rows, "test")
 
 
-def apply_split(frame: pd.DataFrame, test_rows: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows of ``frame`` outside and inside the boolean mask ``test_rows`` (one per row)."""
+def split_rows(frame: pd.DataFrame, test_rows: Any, which: str) -> pd.DataFrame:
+    """The ``train`` rows of ``frame`` (outside the boolean mask ``test_rows``, one per row) or
+    its ``test`` rows (inside it), in the frame's order: a copy of those rows only."""
     import numpy as np
 
     mask = np.asarray(test_rows, dtype=bool)
@@ -390,7 +386,7 @@ def apply_split(frame: pd.DataFrame, test_rows: Any) -> tuple[pd.DataFrame, pd.D
             f"the split marks {mask.size} rows but the snapshot has {len(frame)}: it belongs to "
             "another snapshot; delete the split task's folder and run again"
         )
-    return frame[~mask], frame[mask]
+    return frame[mask] if which == "test" else frame[~mask]
 
 
 def split_mask(

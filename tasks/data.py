@@ -14,7 +14,6 @@ from mlcd import columns, data, gates, storage, training
 from mlcd.config import SourceConfig, load_config
 from mlcd.config.model import format_duration
 from mlcd.errors import MlcdError, SourceNotReady, StorageError
-from mlcd.storage.integrity import mismatch
 from tasks.base import (
     ConfigPath,
     PipelineTask,
@@ -286,19 +285,26 @@ class SplitData(PipelineTask):
             + (f" (the newest by {by_time})" if by_time else " (at random)")
         )
 
-    def frames(self) -> tuple[Any, Any]:
-        """The training and the test set, in the snapshot's row order (a copy of the data each;
-        the snapshot itself is read once per process)."""
+    def rows(self, which: str) -> Any:
+        """The ``train`` or the ``test`` set, in the snapshot's row order: a copy of those rows
+        (the snapshot itself is read once per process)."""
         name = "split.parquet"
-        blob = self.read(name)
-        recorded = (self.seal() or {}).get(name, {}).get("sha256")
         where = self.path(name)
-        if mismatch(blob, recorded) is not None:
-            raise StorageError(
-                f"{where!r} does not match the digest its task recorded: it was changed or "
-                "corrupted. Delete its folder and run the pipeline again"
-            )
-        return data.apply_split(self.requires().snapshot(), data.mask_from_parquet(blob, where))
+        blob = storage.verified(
+            self.read(name),
+            (self.seal() or {}).get(name, {}).get("sha256"),
+            lambda actual: (
+                f"{where!r} does not match the digest its task recorded (its sha256 is "
+                f"{actual[:12]}): it was changed or corrupted. Delete its folder and run the "
+                "pipeline again"
+            ),
+        )
+        mask = data.mask_from_parquet(blob, where)
+        return data.split_rows(self.requires().snapshot(), mask, which)
+
+    def frames(self) -> tuple[Any, Any]:
+        """The training and the test set."""
+        return self.rows("train"), self.rows("test")
 
 
 class ValidateSplit(PipelineTask):

@@ -3,7 +3,6 @@ comparison with production)."""
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any
 
@@ -44,8 +43,7 @@ class CandidateTask(PipelineTask):
 
     def frame(self, which: str) -> tuple[Any, Any]:
         """The model's features and the target of the ``train`` or ``test`` set."""
-        train, test = self.split().frames()
-        rows = train if which == "train" else test
+        rows = self.split().rows(which)
         return rows[columns.features(self.roles())], rows[self.cfg.target]
 
     def chain_kwargs(self) -> dict[str, Any]:
@@ -177,13 +175,13 @@ class ValidateModel(CandidateTask):
         cfg = self.cfg
         self.set_tracking_url(report_url(self))
         model = _load_trained(self.requires()["model"])
-        frames = functools.cache(self.split().frames)  # taken only when a check needs rows
         scores = self.requires()["evaluate"].read_json("metrics.json")
 
         self.progress(5, "running deepchecks model_evaluation")
         roles = self.roles()
+        # The rows are taken only when a check needs them (the suite, or a champion to score).
         enabled = cfg.validation.model_evaluation.enabled
-        train, test = frames() if enabled else (None, None)
+        train, test = self.split().frames() if enabled else (None, None)
         verdict, html = gates.run_suite(
             "model_evaluation",
             cfg,
@@ -195,7 +193,7 @@ class ValidateModel(CandidateTask):
         )
 
         self.progress(85, "comparing with the model in production")
-        champion_gate = self._champion_gate(scores, lambda: frames()[1])
+        champion_gate = self._champion_gate(scores, test)
         judged = (
             verdict["gates"]
             + gates.threshold_gates(scores, cfg.gates)
@@ -208,14 +206,14 @@ class ValidateModel(CandidateTask):
         self.write_json("verdict.json", verdict)
         self.judged(verdict, blocks=cfg.candidates is None)
 
-    def _champion_gate(self, scores: dict[str, Any], test_set: Any) -> dict[str, Any]:
+    def _champion_gate(self, scores: dict[str, Any], test: Any) -> dict[str, Any]:
         cfg = self.cfg
         pointer = registry.production(cfg.publish, cfg.name)
         if pointer is None:
             return gates.champion_gate(cfg, scores, None, None, "none")
         version = pointer["version"]
         champion, manifest = registry.load_model(cfg.publish, cfg.name, version)
-        x_test = test_set()
+        x_test = self.split().rows("test") if test is None else test
         y_test = x_test[cfg.target]
         try:
             wanted = getattr(champion, "feature_names_in_", None)

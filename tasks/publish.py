@@ -79,7 +79,7 @@ class PublishModel(PipelineTask):
             train_info=train_info,
             target=cfg.target,
             task=cfg.task,
-            test=self.requires()["split"].frames()[1],
+            test=self.requires()["split"].rows("test"),
             profile=self._profile(chain["evaluate"]),
         )
         self.progress(60, f"publishing version {self.version}")
@@ -125,7 +125,7 @@ class PublishModel(PipelineTask):
         self.progress(30, "profiling the training data")
         return profile.to_bytes(
             profile.build(
-                self.requires()["split"].frames()[0],
+                self.requires()["split"].rows("train"),
                 self.requires()["data"].roles(),
                 target=cfg.target,
                 task=cfg.task,

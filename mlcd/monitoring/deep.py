@@ -31,19 +31,16 @@ def training_split(cfg: PipelineConfig, version: str) -> tuple[pd.DataFrame | No
     if not isinstance(split, dict) or split.get("root") != "workspace" or not snapshot:
         return None, "the version's manifest records no training split"
     mask_path = storage.join(cfg.workspace, str(split["path"]))
-    snap_path = storage.join(cfg.workspace, str(snapshot["path"]))
-    for path in (mask_path, snap_path):
-        if not storage.exists(path):
-            return None, f"the training split's {path} is no longer in the workspace"
-    mask = storage.read_bytes(mask_path)
-    if mismatch(mask, split.get("sha256")) is not None:
+    found = storage.fetch(mask_path)
+    if found is None:
+        return None, f"the training split's {mask_path} is no longer in the workspace"
+    if mismatch(found[0], split.get("sha256")) is not None:
         return None, f"the training split {mask_path} does not match the version's manifest"
-    try:
+    try:  # its own error names a snapshot that is gone or changed
         snap = data.read_snapshot(cfg.workspace, str(manifest.get("snapshot_sha256")))
     except StorageError as exc:
         return None, str(exc)
-    train, _ = data.apply_split(snap, data.mask_from_parquet(mask, mask_path))
-    return train, mask_path
+    return data.split_rows(snap, data.mask_from_parquet(found[0], mask_path), "train"), mask_path
 
 
 def _dataset(frame: pd.DataFrame, features: list[str], cat: list[str]) -> Any:
